@@ -1,0 +1,1 @@
+"""Sub-commands of `wmhda`; see `WMHDomainAdaptLib.cli`."""

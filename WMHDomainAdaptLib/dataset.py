@@ -1,0 +1,114 @@
+"""Cases and datasets: a folder layout or a manifest CSV.
+
+A case is a T1 and a FLAIR of one subject, optionally with a WMH label and a brain mask.
+
+Folder layout: one sub-folder per case, named by its id, holding image files whose names contain
+`t1`, `flair`, and optionally `wmh` (or `label`) and `mask` (case-insensitive), for example
+`sub-001/sub-001_t1.nii.gz`, `sub-001/sub-001_flair.nii.gz`, `sub-001/sub-001_wmh.nii.gz`.
+
+Manifest CSV: a header `id,t1,flair,label,mask` (label and mask optional, may be empty); paths
+relative to the CSV's own folder or absolute.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import InputError
+from .io import IMAGE_SUFFIXES, atomic_write
+
+MANIFEST_COLUMNS = ("id", "t1", "flair", "label", "mask")
+
+
+@dataclass(frozen=True)
+class Case:
+    case_id: str
+    t1: Path
+    flair: Path
+    label: Path | None = None
+    mask: Path | None = None
+
+
+def _is_image(path: Path) -> bool:
+    return path.is_file() and path.name.lower().endswith(IMAGE_SUFFIXES)
+
+
+def _find_role(folder: Path, keywords: tuple[str, ...], required: bool) -> Path | None:
+    matches = [p for p in sorted(folder.iterdir())
+               if _is_image(p) and any(k in p.name.lower() for k in keywords)]
+    if len(matches) > 1:
+        raise InputError(folder, f"several files match {'/'.join(keywords)}: "
+                                 f"{', '.join(p.name for p in matches)}")
+    if not matches and required:
+        raise InputError(folder, f"no image file with {'/'.join(keywords)} in its name")
+    return matches[0] if matches else None
+
+
+def case_from_folder(folder: Path) -> Case:
+    return Case(case_id=folder.name,
+                t1=_find_role(folder, ("t1",), True),
+                flair=_find_role(folder, ("flair",), True),
+                label=_find_role(folder, ("wmh", "label"), False),
+                mask=_find_role(folder, ("mask",), False))
+
+
+def read_manifest(path: Path) -> list[Case]:
+    with open(path, newline="") as handle:
+        reader = csv.DictReader(handle)
+        missing = {"id", "t1", "flair"} - set(reader.fieldnames or [])
+        if missing:
+            raise InputError(path, f"manifest lacks column(s) {', '.join(sorted(missing))}; "
+                                   f"expected {','.join(MANIFEST_COLUMNS)}")
+        rows = list(reader)
+
+    def resolve(value: str | None) -> Path | None:
+        if not value:
+            return None
+        candidate = Path(value)
+        return candidate if candidate.is_absolute() else path.parent / candidate
+
+    return [Case(row["id"], resolve(row["t1"]), resolve(row["flair"]),
+                 resolve(row.get("label")), resolve(row.get("mask"))) for row in rows]
+
+
+def load_cases(path: str | Path) -> list[Case]:
+    """Cases from a manifest CSV, a folder of case folders, or a single case folder."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(path, "dataset not found (expected a manifest .csv or a folder)")
+    if path.is_file():
+        if path.suffix.lower() != ".csv":
+            raise InputError(path, "a dataset file must be a manifest .csv")
+        cases = read_manifest(path)
+    elif any(_is_image(p) for p in path.iterdir()):
+        cases = [case_from_folder(path)]
+    else:
+        cases = [case_from_folder(folder) for folder in sorted(path.iterdir()) if folder.is_dir()]
+    if not cases:
+        raise InputError(path, "dataset holds no case")
+    return cases
+
+
+def write_manifest(cases: list[Case], path: str | Path) -> Path:
+    """Write a manifest with paths relative to its folder where possible."""
+    path = Path(path)
+
+    def relative(value: Path | None) -> str:
+        if value is None:
+            return ""
+        try:
+            return str(Path(value).resolve().relative_to(path.parent.resolve()))
+        except ValueError:
+            return str(Path(value).resolve())
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(MANIFEST_COLUMNS)
+            for case in cases:
+                writer.writerow([case.case_id, relative(case.t1), relative(case.flair),
+                                 relative(case.label), relative(case.mask)])
+
+    return atomic_write(path, write)

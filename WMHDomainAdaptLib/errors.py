@@ -1,0 +1,23 @@
+"""Errors a user can act on.
+
+Every problem with user input is raised as an `InputError` whose message names the file (or the
+setting) and the problem in one line, so the command line and the Slicer module can show it as
+is instead of a traceback from deep inside SimpleITK or torch.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class InputError(ValueError):
+    """Bad user input: a file that is missing, unreadable, of the wrong shape or content."""
+
+    def __init__(self, source: str | Path | None, problem: str):
+        self.source = str(source) if source is not None else None
+        self.problem = problem
+        super().__init__(f"{self.source}: {problem}" if self.source else problem)
+
+
+class Cancelled(RuntimeError):
+    """Raised inside long work when the user asked to stop; the caller keeps the last good state."""
