@@ -1,0 +1,53 @@
+"""Cases read and preprocessed once, held in memory as network-ready arrays.
+
+Training, adaptation and experiments preprocess each scan once (N4 is the slow part) and reuse
+the arrays; `PreparedCase` is that cache entry.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import SimpleITK as sitk
+
+from .dataset import Case
+from .errors import InputError
+from .io import read_image, read_label, read_mask
+from .preprocess import PreprocessConfig, preprocess
+from .progress import CancelToken, ProgressCallback, ProgressTracker
+
+
+@dataclass
+class PreparedCase:
+    case_id: str
+    image: np.ndarray        # (channels, z, y, x) float32, normalized
+    brain_mask: np.ndarray   # (z, y, x) bool
+    label: np.ndarray | None  # (z, y, x) uint8 in {0, 1, 2}, or None
+    reference: sitk.Image    # the FLAIR (geometry of outputs)
+
+    @property
+    def spacing_xyz(self) -> tuple[float, float, float]:
+        return tuple(self.reference.GetSpacing())
+
+
+def prepare_case(case: Case, config: PreprocessConfig, need_label: bool = False) -> PreparedCase:
+    flair = read_image(case.flair, "FLAIR")
+    t1 = read_image(case.t1, "T1")
+    mask = read_mask(case.mask, flair) if case.mask else None
+    label = read_label(case.label, flair, "WMH label") if case.label else None
+    if need_label and label is None:
+        raise InputError(case.flair, f"case '{case.case_id}' has no WMH label, but training needs one")
+    prepared = preprocess(t1, flair, config, brain_mask=mask, t1_name=str(case.t1))
+    return PreparedCase(case.case_id, prepared.image, prepared.brain_mask, label, flair)
+
+
+def prepare_cases(cases: list[Case], config: PreprocessConfig, need_label: bool = False,
+                  progress: ProgressCallback | None = None,
+                  cancel: CancelToken | None = None) -> list[PreparedCase]:
+    tracker = ProgressTracker("preprocess", len(cases), progress, cancel)
+    prepared = []
+    for index, case in enumerate(cases):
+        prepared.append(prepare_case(case, config, need_label))
+        tracker.update(index + 1, case.case_id)
+    return prepared

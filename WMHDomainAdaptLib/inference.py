@@ -1,0 +1,132 @@
+"""Whole-volume segmentation: the fully convolutional network applied slice by slice.
+
+Slices are cropped in-plane to the brain's bounding box (plus a margin) before the network sees
+them, which halves the work on a typical head, and the probabilities are pasted back on the full
+FLAIR grid, so outputs keep the FLAIR's exact geometry.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import SimpleITK as sitk
+import torch
+
+from .cases import PreparedCase
+from .devices import resolve_device
+from .errors import InputError
+from .io import image_like
+from .modelfile import LoadedModel
+from .preprocess import preprocess
+from .progress import CancelToken, ProgressCallback, ProgressTracker
+
+CROP_MARGIN = 8  # voxels of context kept around the brain in-plane
+
+
+@dataclass
+class Segmentation:
+    probability: sitk.Image  # float32 on the FLAIR grid
+    mask: sitk.Image         # uint8 0/1 on the FLAIR grid
+    lesion_volume_ml: float
+    lesion_count: int
+
+
+def brain_box(mask: np.ndarray, margin: int = CROP_MARGIN) -> tuple[slice, slice, slice]:
+    """Slices (z, y, x) covering the mask, with an in-plane margin."""
+    if not mask.any():
+        raise InputError("brain mask", "brain mask is empty")
+    bounds = []
+    for axis in range(3):
+        other = tuple(a for a in range(3) if a != axis)
+        present = np.flatnonzero(mask.any(axis=other))
+        pad = 0 if axis == 0 else margin
+        bounds.append(slice(max(present[0] - pad, 0), min(present[-1] + 1 + pad, mask.shape[axis])))
+    return tuple(bounds)
+
+
+@torch.no_grad()
+def predict_probability(network: torch.nn.Module, image: np.ndarray, brain_mask: np.ndarray,
+                        device: torch.device, batch_slices: int = 8,
+                        progress: ProgressCallback | None = None,
+                        cancel: CancelToken | None = None) -> np.ndarray:
+    """WMH probability (z, y, x) for a preprocessed (channels, z, y, x) volume; 0 outside the brain."""
+    was_training = network.training
+    network.eval()
+    z_range, y_range, x_range = brain_box(brain_mask)
+    crop = image[:, z_range, y_range, x_range]
+    probability = np.zeros(brain_mask.shape, np.float32)
+    starts = range(0, crop.shape[1], batch_slices)
+    tracker = ProgressTracker("segment", len(starts), progress, cancel)
+    for step, start in enumerate(starts):
+        batch = torch.from_numpy(np.ascontiguousarray(
+            crop[:, start:start + batch_slices].transpose(1, 0, 2, 3))).to(device)
+        logits = network(batch)[:, 0]
+        block = torch.sigmoid(logits).float().cpu().numpy()
+        z0 = z_range.start + start
+        probability[z0:z0 + block.shape[0], y_range, x_range] = block
+        tracker.update(step + 1)
+    network.train(was_training)
+    return np.where(brain_mask, probability, 0.0).astype(np.float32)
+
+
+def remove_small_lesions(mask: np.ndarray, spacing_xyz, min_volume_mm3: float) -> np.ndarray:
+    """Drop 26-connected components smaller than `min_volume_mm3`."""
+    if min_volume_mm3 <= 0 or not mask.any():
+        return mask
+    labels = sitk.ConnectedComponent(sitk.GetImageFromArray(mask.astype(np.uint8)), True)
+    counts = np.bincount(sitk.GetArrayViewFromImage(labels).ravel())
+    voxel_mm3 = float(np.prod(spacing_xyz))
+    keep = counts * voxel_mm3 >= min_volume_mm3
+    keep[0] = False
+    return keep[sitk.GetArrayViewFromImage(labels)]
+
+
+def count_lesions(mask: np.ndarray) -> int:
+    if not mask.any():
+        return 0
+    labels = sitk.ConnectedComponent(sitk.GetImageFromArray(mask.astype(np.uint8)), True)
+    return int(sitk.GetArrayViewFromImage(labels).max())
+
+
+def check_channels(model: LoadedModel, channels: int, source: str) -> None:
+    expected = model.metadata["input_channels"]
+    if channels != len(expected):
+        raise InputError(source, f"model expects {len(expected)} input channels ({', '.join(expected)}), "
+                                 f"the input has {channels}")
+
+
+def warn_if_far_spacing(model: LoadedModel, reference: sitk.Image) -> str | None:
+    """A warning when the FLAIR's in-plane spacing is far (over 30%) from the training data's."""
+    trained = model.metadata.get("training", {}).get("flair_spacing")
+    if not trained:
+        return None
+    ratio = np.asarray(reference.GetSpacing()[:2]) / np.asarray(trained[:2])
+    if np.any(ratio > 1.3) or np.any(ratio < 0.77):
+        return (f"warning: FLAIR in-plane spacing {reference.GetSpacing()[:2]} is far from the model's "
+                f"training spacing {tuple(trained[:2])}; results may be poor")
+    return None
+
+
+def segment_prepared(model: LoadedModel, case: PreparedCase, device: torch.device,
+                     min_lesion_mm3: float = 0.0, progress: ProgressCallback | None = None,
+                     cancel: CancelToken | None = None) -> Segmentation:
+    check_channels(model, case.image.shape[0], case.case_id)
+    probability = predict_probability(model.network, case.image, case.brain_mask, device,
+                                      progress=progress, cancel=cancel)
+    mask = remove_small_lesions(probability >= model.threshold, case.spacing_xyz, min_lesion_mm3)
+    voxel_ml = float(np.prod(case.spacing_xyz)) / 1000.0
+    return Segmentation(image_like(probability, case.reference),
+                        image_like(mask.astype(np.uint8), case.reference),
+                        float(mask.sum()) * voxel_ml, count_lesions(mask))
+
+
+def segment(model: LoadedModel, t1: sitk.Image, flair: sitk.Image, brain_mask: np.ndarray | None = None,
+            device: str = "auto", min_lesion_mm3: float = 0.0, progress: ProgressCallback | None = None,
+            cancel: CancelToken | None = None) -> Segmentation:
+    """Segment one T1 + FLAIR pair, repeating the preprocessing recorded in the model."""
+    torch_device = resolve_device(device)
+    model.network.to(torch_device)
+    prepared = preprocess(t1, flair, model.preprocess_config, brain_mask=brain_mask)
+    case = PreparedCase("input", prepared.image, prepared.brain_mask, None, flair)
+    return segment_prepared(model, case, torch_device, min_lesion_mm3, progress, cancel)

@@ -1,0 +1,62 @@
+"""Patch sampling for training: 2D axial patches, lesion patches oversampled to about half.
+
+As in the group's earlier WMH network, half of the patches are centred on a lesion voxel and the
+rest on random brain voxels, since lesions fill well under 1% of the brain and uniform sampling
+would teach the network to say "no lesion" everywhere.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .cases import PreparedCase
+from .errors import InputError
+
+
+class PatchSampler:
+    """Draws (image, label) patches of `size` x `size` from prepared, labelled cases."""
+
+    def __init__(self, cases: list[PreparedCase], size: int, lesion_fraction: float = 0.5):
+        if not cases:
+            raise InputError(None, "no training case given")
+        self.size, self.half = size, size // 2
+        self.lesion_fraction = lesion_fraction
+        pad = ((0, 0), (0, 0), (self.half, self.half), (self.half, self.half))
+        self.images = [np.pad(c.image, pad) for c in cases]
+        self.labels = [np.pad(c.label, pad[1:]) for c in cases]
+        self.brain_voxels = [np.argwhere(c.brain_mask) for c in cases]
+        self.lesion_voxels = [np.argwhere(c.label == 1) for c in cases]
+        self.with_lesions = [i for i, v in enumerate(self.lesion_voxels) if len(v)]
+        if not self.with_lesions:
+            ids = ", ".join(c.case_id for c in cases)
+            raise InputError(None, f"the WMH labels of every training case are empty ({ids})")
+
+    def sample(self, count: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """`count` patches: images (n, channels, size, size) float32, labels (n, 1, size, size) uint8."""
+        channels = self.images[0].shape[0]
+        images = np.empty((count, channels, self.size, self.size), np.float32)
+        labels = np.empty((count, 1, self.size, self.size), np.uint8)
+        lesion_draws = rng.random(count) < self.lesion_fraction
+        for n, on_lesion in enumerate(lesion_draws):
+            if on_lesion:
+                case = self.with_lesions[rng.integers(len(self.with_lesions))]
+                pool = self.lesion_voxels[case]
+            else:
+                case = int(rng.integers(len(self.images)))
+                pool = self.brain_voxels[case]
+            z, y, x = pool[rng.integers(len(pool))]
+            images[n] = self.images[case][:, z, y:y + self.size, x:x + self.size]
+            labels[n, 0] = self.labels[case][z, y:y + self.size, x:x + self.size]
+        return images, labels
+
+
+def augment(images: np.ndarray, labels: np.ndarray, rng: np.random.Generator
+            ) -> tuple[np.ndarray, np.ndarray]:
+    """Light augmentation: left-right flips and a per-patch, per-channel intensity scale and shift."""
+    flip = rng.random(len(images)) < 0.5
+    images, labels = images.copy(), labels.copy()
+    images[flip] = images[flip, ..., ::-1]
+    labels[flip] = labels[flip, ..., ::-1]
+    scale = rng.normal(1.0, 0.1, (len(images), images.shape[1], 1, 1)).astype(np.float32)
+    shift = rng.normal(0.0, 0.1, (len(images), images.shape[1], 1, 1)).astype(np.float32)
+    return images * scale + shift, labels
