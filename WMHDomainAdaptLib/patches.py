@@ -16,7 +16,8 @@ from .errors import InputError
 class PatchSampler:
     """Draws (image, label) patches of `size` x `size` from prepared, labelled cases."""
 
-    def __init__(self, cases: list[PreparedCase], size: int, lesion_fraction: float = 0.5):
+    def __init__(self, cases: list[PreparedCase], size: int, lesion_fraction: float = 0.5,
+                 slice_filter=None):
         if not cases:
             raise InputError(None, "no training case given")
         self.size, self.half = size, size // 2
@@ -26,7 +27,11 @@ class PatchSampler:
         self.labels = [np.pad(c.label, pad[1:]) for c in cases]
         self.brain_voxels = [np.argwhere(c.brain_mask) for c in cases]
         self.lesion_voxels = [np.argwhere(c.label == 1) for c in cases]
+        if slice_filter is not None:  # keep patch centres on the slices `slice_filter(z)` accepts
+            self.brain_voxels = [v[slice_filter(v[:, 0])] for v in self.brain_voxels]
+            self.lesion_voxels = [v[slice_filter(v[:, 0])] for v in self.lesion_voxels]
         self.with_lesions = [i for i, v in enumerate(self.lesion_voxels) if len(v)]
+        self.with_brain = [i for i, v in enumerate(self.brain_voxels) if len(v)]
         if not self.with_lesions:
             ids = ", ".join(c.case_id for c in cases)
             raise InputError(None, f"the WMH labels of every training case are empty ({ids})")
@@ -42,7 +47,7 @@ class PatchSampler:
                 case = self.with_lesions[rng.integers(len(self.with_lesions))]
                 pool = self.lesion_voxels[case]
             else:
-                case = int(rng.integers(len(self.images)))
+                case = self.with_brain[rng.integers(len(self.with_brain))]
                 pool = self.brain_voxels[case]
             z, y, x = pool[rng.integers(len(pool))]
             images[n] = self.images[case][:, z, y:y + self.size, x:x + self.size]

@@ -1,0 +1,240 @@
+"""Adapting a fitted source model to a new protocol from a few labelled scans.
+
+The paper's recipe: freeze the shallowest i = d - K layers, fine-tune the last K on the new
+scans. Because frozen layers never change, their output for a fixed set of training patches is
+computed once and the tail trains on those cached features: the clinician's "Adapt model" then
+costs only the tail's forward and backward passes. When the cache would not fit the memory
+budget, the frozen head runs on the fly instead; both paths give the same result for a seed.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .cases import PreparedCase, prepare_cases
+from .dataset import Case
+from .devices import resolve_device
+from .errors import Cancelled, InputError
+from .inference import check_channels
+from .model import DEPTH, State, WMHNet
+from .modelfile import LoadedModel, build_metadata, file_sha256, load_model, save_model
+from .patches import PatchSampler
+from .progress import CancelToken, ProgressCallback
+from .training import TrainConfig, TrainResult, fit, pooled_dice, seed_everything
+
+# Best number of tuned layers K by number of labelled target scans N (upper bounds of N).
+# Provisional until the experiment grid (docs/results) measures it; see `recommended_tune_layers`.
+TUNE_LAYERS_BY_SCANS = ((1, 2), (2, 3), (5, 5), (10, 8), (10**9, 15))
+
+
+def recommended_tune_layers(n_cases: int) -> tuple[int, str]:
+    """K for N scans: few scans tune only the last layers, more scans tune deeper (the paper)."""
+    if n_cases < 1:
+        raise InputError("--cases", "adaptation needs at least one labelled scan")
+    for max_scans, layers in TUNE_LAYERS_BY_SCANS:
+        if n_cases <= max_scans:
+            return layers, (f"{n_cases} labelled scan(s): tune the last {layers} of {DEPTH} layers "
+                            f"(rule for N <= {max_scans}; few scans -> only the last layers)")
+    raise AssertionError("unreachable")
+
+
+@dataclass
+class AdaptConfig:
+    patches_per_case: int = 768      # fixed training patch set drawn from each scan
+    validation_every: int = 5        # every 5th slice holds the held-out validation patches
+    patch_size: int = 64
+    batch_size: int = 128
+    learning_rate: float = 1e-3
+    lr_decay: float = 0.9
+    weight_decay: float = 1e-4
+    epochs: int = 30
+    patience: int = 6
+    lesion_fraction: float = 0.5
+    cache_budget_mb: int = 2048      # frozen-layer features are cached up to this size
+    seed: int = 0
+
+    def train_config(self) -> TrainConfig:
+        return TrainConfig(patch_size=self.patch_size, batch_size=self.batch_size,
+                           learning_rate=self.learning_rate, lr_decay=self.lr_decay,
+                           weight_decay=self.weight_decay, epochs=self.epochs, steps_per_epoch=0,
+                           patience=self.patience, lesion_fraction=self.lesion_fraction,
+                           augment=False, seed=self.seed)
+
+
+@dataclass
+class AdaptationResult:
+    path: Path | None
+    metadata: dict
+    train: TrainResult
+    network: WMHNet
+
+
+@dataclass
+class PatchSet:
+    """A fixed set of patches, either as chain states after the frozen layers or as images."""
+
+    states: list[State] | None   # cached chain states, one per mini-batch
+    images: list[torch.Tensor]   # images per mini-batch (used when not cached)
+    labels: list[torch.Tensor]
+
+
+def draw_patch_sets(cases: list[PreparedCase], config: AdaptConfig, rng: np.random.Generator
+                    ) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """Training and held-out patches from different slices of the same scans (less leakage)."""
+    def is_validation(z):
+        return z % config.validation_every == config.validation_every // 2
+
+    train = PatchSampler(cases, config.patch_size, config.lesion_fraction,
+                         slice_filter=lambda z: ~is_validation(z))
+    held_out = PatchSampler(cases, config.patch_size, config.lesion_fraction, slice_filter=is_validation)
+    count = config.patches_per_case * len(cases)
+    images, labels = train.sample(count, rng)
+    flip = rng.random(count) < 0.5  # fixed left-right flips: augmentation that caching allows
+    images[flip], labels[flip] = images[flip, ..., ::-1], labels[flip, ..., ::-1]
+    return (images, labels), held_out.sample(max(count // 4, config.batch_size), rng)
+
+
+def state_nbytes(network: WMHNet, start: int, patch_size: int, channels: int) -> int:
+    with torch.no_grad():
+        features, skip = network.encode(torch.zeros(1, channels, patch_size, patch_size), start)
+    return 4 * (features.numel() + (skip.numel() if skip is not None else 0))
+
+
+@torch.no_grad()
+def encode_batches(network: WMHNet, start: int, images: list[torch.Tensor]) -> list[State]:
+    network.eval()
+    return [network.encode(batch, start) for batch in images]
+
+
+def make_patch_set(network: WMHNet, start: int, images: np.ndarray, labels: np.ndarray,
+                   batch_size: int, device: torch.device, cache: bool) -> PatchSet:
+    image_batches = [torch.from_numpy(np.ascontiguousarray(images[i:i + batch_size])).to(device)
+                     for i in range(0, len(images), batch_size)]
+    label_batches = [torch.from_numpy(np.ascontiguousarray(labels[i:i + batch_size])).to(device)
+                     for i in range(0, len(labels), batch_size)]
+    states = encode_batches(network, start, image_batches) if cache else None
+    return PatchSet(states, image_batches, label_batches)
+
+
+def batches_of(network: WMHNet, start: int, patches: PatchSet, order: list[int]):
+    """Mini-batches in `order`, from the cache or by running the frozen head now."""
+    for index in order:
+        if patches.states is not None:
+            state = patches.states[index]
+        else:
+            with torch.no_grad():
+                state = network.encode(patches.images[index], start)
+        yield state, patches.labels[index]
+
+
+@torch.no_grad()
+def patch_probabilities(network: WMHNet, start: int, patches: PatchSet) -> list[np.ndarray]:
+    network.eval()
+    probabilities = [torch.sigmoid(network.forward_from(start, state)).cpu().numpy()
+                     for state, _ in batches_of(network, start, patches, list(range(len(patches.labels))))]
+    return probabilities
+
+
+def patch_validator(network: WMHNet, start: int, patches: PatchSet):
+    labels = [batch.cpu().numpy() for batch in patches.labels]
+
+    def validate() -> float:
+        return pooled_dice(patch_probabilities(network, start, patches), labels)
+    return validate
+
+
+def choose_patch_threshold(network: WMHNet, start: int, patches: PatchSet) -> float:
+    probabilities = patch_probabilities(network, start, patches)
+    labels = [batch.cpu().numpy() for batch in patches.labels]
+    candidates = np.round(np.arange(0.1, 0.91, 0.05), 2)
+    scores = [pooled_dice(probabilities, labels, t) for t in candidates]
+    return float(candidates[int(np.argmax(scores))])
+
+
+def fine_tune(model: LoadedModel, cases: list[PreparedCase], tune_layers: int, config: AdaptConfig,
+              device: torch.device, cache: bool | None = None, progress: ProgressCallback | None = None,
+              cancel: CancelToken | None = None) -> tuple[WMHNet, TrainResult, float, bool]:
+    """Fine-tune the last `tune_layers` layers of a copy of the model's network.
+
+    Returns the tuned network, the training record, the chosen threshold and whether features
+    were cached. `cache=None` caches when the features fit `config.cache_budget_mb`.
+    """
+    start = DEPTH - tune_layers
+    network = copy.deepcopy(model.network).to(device)
+    network.freeze_first(start)
+    rng = seed_everything(config.seed)
+    (train_images, train_labels), (val_images, val_labels) = draw_patch_sets(cases, config, rng)
+    if cache is None:
+        per_patch = state_nbytes(network.cpu(), start, config.patch_size, train_images.shape[1])
+        cache = per_patch * (len(train_images) + len(val_images)) <= config.cache_budget_mb * 2**20
+        network.to(device)
+    train_set = make_patch_set(network, start, train_images, train_labels, config.batch_size, device, cache)
+    val_set = make_patch_set(network, start, val_images, val_labels, config.batch_size, device, cache)
+    order_rng = np.random.default_rng(config.seed + 1)
+
+    def epoch_batches(epoch: int):
+        return batches_of(network, start, train_set, list(order_rng.permutation(len(train_set.labels))))
+
+    result = fit(network, start, epoch_batches, patch_validator(network, start, val_set),
+                 config.train_config(), device, progress, cancel)
+    threshold = choose_patch_threshold(network, start, val_set)
+    return network.eval(), result, threshold, cache
+
+
+def check_request(source: Path, out: Path | None, n_cases: int, tune_layers: int | str,
+                  overwrite: bool) -> int:
+    """Validate the request before any work; returns K."""
+    if n_cases < 1:
+        raise InputError("--cases", "adaptation needs at least one labelled scan (N = 0)")
+    if tune_layers == "auto":
+        tune_layers = recommended_tune_layers(n_cases)[0]
+    if not isinstance(tune_layers, int) or not 1 <= tune_layers <= DEPTH:
+        raise InputError("--tune-layers", f"must be auto or 1..{DEPTH}, got {tune_layers}")
+    if out is not None:
+        if out.resolve() == source.resolve():
+            raise InputError(out, "the adapted model must be a new file, not the parent model")
+        if out.exists() and not overwrite:
+            raise InputError(out, "file already exists; choose another name")
+    return tune_layers
+
+
+def adapt(source_model_path: str | Path, cases: list[Case], out_path: str | Path | None,
+          tune_layers: int | str = "auto", device: str = "auto", config: AdaptConfig | None = None,
+          progress: ProgressCallback | None = None, cancel: CancelToken | None = None,
+          overwrite: bool = False, cache: bool | None = None) -> AdaptationResult:
+    """Adapt a model file to the protocol of `cases` (labelled) and save it as a new file."""
+    config = config or AdaptConfig()
+    source = Path(source_model_path)
+    out = Path(out_path) if out_path is not None else None
+    tune_layers = check_request(source, out, len(cases), tune_layers, overwrite)
+    began = time.monotonic()
+    torch_device = resolve_device(device)
+    model = load_model(source, torch_device)
+    prepared = prepare_cases(cases, model.preprocess_config, need_label=True, progress=progress,
+                             cancel=cancel)
+    for case in prepared:
+        check_channels(model, case.image.shape[0], case.case_id)
+    network, result, threshold, cached = fine_tune(model, prepared, tune_layers, config, torch_device,
+                                                   cache, progress, cancel)
+    if result.interrupted:
+        raise Cancelled("adaptation cancelled; no model was written")
+    training = {
+        "kind": "adaptation", "domain": "target", "n_cases": len(cases),
+        "case_ids": [c.case_id for c in cases],
+        "flair_spacing": list(prepared[0].spacing_xyz),
+        "tune_layers": tune_layers, "hyperparameters": asdict(config),
+        "best_val_dice": result.best_val_dice, "best_epoch": result.best_epoch,
+        "epochs_run": result.epochs_run, "cached_features": cached,
+        "seconds": round(time.monotonic() - began, 1), "parent": source.name,
+        "parent_training": model.metadata.get("training", {}),
+    }
+    metadata = build_metadata(network, model.preprocess_config, threshold, training,
+                              parent_sha256=file_sha256(source))
+    saved = save_model(out, network.cpu(), metadata, overwrite=overwrite) if out is not None else None
+    return AdaptationResult(saved, metadata, result, network)

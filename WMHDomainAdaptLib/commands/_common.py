@@ -1,0 +1,38 @@
+"""Arguments and output shared by the sub-commands."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..progress import ProgressEvent, print_bar
+
+
+def add_device_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", default="auto",
+                        help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps (default: auto)")
+
+
+def add_progress_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--progress-lines", action="store_true",
+                        help="print machine-readable PROGRESS lines on stdout instead of a bar "
+                             "(used by the Slicer module's worker)")
+
+
+def progress_printer(args: argparse.Namespace):
+    """A callback printing a terminal bar, or PROGRESS lines with --progress-lines."""
+    if getattr(args, "progress_lines", False):
+        def print_line(event: ProgressEvent) -> None:
+            print(event.as_line(), flush=True)
+        return print_line
+    return print_bar if sys.stderr.isatty() or getattr(args, "verbose", False) else _quiet_bar
+
+
+def _quiet_bar(event: ProgressEvent) -> None:
+    """When stderr is not a terminal, print only task ends and every tenth of the way."""
+    step = max(1, event.total // 10)
+    if event.done == event.total or event.done % step == 0:
+        figures = " ".join(f"{k}={v:.4g}" for k, v in event.figures.items())
+        eta = f" ETA {event.eta_seconds:.0f}s" if event.eta_seconds is not None else ""
+        print(f"{event.task}: {event.done}/{event.total} ({100 * event.fraction:.0f}%){eta} {figures}",
+              file=sys.stderr, flush=True)

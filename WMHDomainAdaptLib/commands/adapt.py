@@ -1,0 +1,58 @@
+"""`wmhda adapt`: fine-tune the last K layers of a model on a few labelled scans of a new protocol."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..adaptation import AdaptConfig, adapt, recommended_tune_layers
+from ..dataset import load_cases
+from ..errors import InputError
+from ._common import add_device_argument, add_progress_argument, progress_printer
+
+NAME = "adapt"
+HELP = "adapt a model to a new protocol from a few labelled scans (freeze the first layers, tune the rest)"
+
+
+def tune_layers_value(text: str) -> int | str:
+    if text == "auto":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise InputError("--tune-layers", f"must be auto or a number 1..15, got '{text}'") from None
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    defaults = AdaptConfig()
+    parser.add_argument("--model", required=True, help="the parent (source) model file")
+    parser.add_argument("--cases", required=True, help="labelled new-protocol scans: manifest or folder")
+    parser.add_argument("--out", required=True, help="the adapted model file to write (a new file)")
+    parser.add_argument("--tune-layers", default="auto",
+                        help="number K of last layers to fine-tune, or auto (from the number of scans)")
+    parser.add_argument("--epochs", type=int, default=defaults.epochs)
+    parser.add_argument("--patches-per-case", type=int, default=defaults.patches_per_case)
+    parser.add_argument("--lr", type=float, default=defaults.learning_rate)
+    parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--no-cache", action="store_true",
+                        help="run the frozen layers at every step instead of caching their features")
+    add_device_argument(parser)
+    add_progress_argument(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    cases = load_cases(args.cases)
+    tune_layers = tune_layers_value(args.tune_layers)
+    if tune_layers == "auto":
+        chosen, reason = recommended_tune_layers(len(cases))
+        print(f"--tune-layers auto: {reason}")
+        tune_layers = chosen
+    config = AdaptConfig(epochs=args.epochs, patches_per_case=args.patches_per_case,
+                         learning_rate=args.lr, seed=args.seed)
+    result = adapt(args.model, cases, args.out, tune_layers, args.device, config,
+                   progress=progress_printer(args), cache=False if args.no_cache else None)
+    training = result.metadata["training"]
+    print(f"adapted model: {result.path} (N={len(cases)}, tuned the last {tune_layers} layers, "
+          f"held-out patch Dice {training['best_val_dice']:.3f}, threshold "
+          f"{result.metadata['threshold']:.2f}, {training['seconds']:.0f} s, "
+          f"features {'cached' if training['cached_features'] else 'not cached'})")
+    return 0

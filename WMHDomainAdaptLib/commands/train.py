@@ -1,0 +1,76 @@
+"""`wmhda train`: train the 15-layer network on a labelled dataset (source model, or from scratch)."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from ..cases import prepare_cases
+from ..dataset import load_cases
+from ..devices import resolve_device
+from ..errors import InputError
+from ..model import WMHNet
+from ..modelfile import build_metadata, save_model
+from ..preprocess import PreprocessConfig
+from ..training import TrainConfig, choose_threshold, train_network
+from ._common import add_device_argument, add_progress_argument, progress_printer
+
+NAME = "train"
+HELP = "train the network on labelled T1 + FLAIR scans (source model, or a target model from scratch)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    defaults = TrainConfig()
+    parser.add_argument("--train", required=True, help="training cases: manifest CSV or folder")
+    parser.add_argument("--val", required=True, help="validation cases (early stopping, threshold)")
+    parser.add_argument("--out", required=True, help="model file to write (.safetensors)")
+    parser.add_argument("--domain", default="source", help="name of the training domain (recorded)")
+    parser.add_argument("--epochs", type=int, default=defaults.epochs)
+    parser.add_argument("--steps-per-epoch", type=int, default=defaults.steps_per_epoch)
+    parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    parser.add_argument("--patch-size", type=int, default=defaults.patch_size)
+    parser.add_argument("--lr", type=float, default=defaults.learning_rate)
+    parser.add_argument("--patience", type=int, default=defaults.patience)
+    parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--no-augment", action="store_true")
+    parser.add_argument("--no-n4", action="store_true", help="skip N4 bias-field correction")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing model file")
+    add_device_argument(parser)
+    add_progress_argument(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    if out.exists() and not args.overwrite:
+        raise InputError(out, "model file already exists; choose another name or pass --overwrite")
+    device = resolve_device(args.device)
+    config = TrainConfig(patch_size=args.patch_size, batch_size=args.batch_size, learning_rate=args.lr,
+                         epochs=args.epochs, steps_per_epoch=args.steps_per_epoch,
+                         patience=args.patience, augment=not args.no_augment, seed=args.seed)
+    preprocessing = PreprocessConfig(n4=not args.no_n4)
+    progress = progress_printer(args)
+    began = time.monotonic()
+    train_cases = prepare_cases(load_cases(args.train), preprocessing, need_label=True, progress=progress)
+    val_cases = prepare_cases(load_cases(args.val), preprocessing, need_label=True, progress=progress)
+    network = WMHNet()
+    result = train_network(network, train_cases, val_cases, config, device, progress)
+    if result.best_epoch == 0:
+        print("stopped before the first epoch ended: no model written")
+        return 130
+    threshold, val_dice = choose_threshold(network, val_cases, device)
+    training = {
+        "kind": "from_scratch", "domain": args.domain, "n_cases": len(train_cases),
+        "case_ids": [c.case_id for c in train_cases], "val_case_ids": [c.case_id for c in val_cases],
+        "flair_spacing": list(train_cases[0].spacing_xyz), "config": config.to_dict(),
+        "epochs_run": result.epochs_run, "best_epoch": result.best_epoch,
+        "best_val_dice": result.best_val_dice, "val_dice_at_threshold": val_dice,
+        "interrupted": result.interrupted, "seconds": round(time.monotonic() - began, 1),
+        "device": str(device), "history": result.history,
+    }
+    save_model(out, network.cpu(), build_metadata(network, preprocessing, threshold, training),
+               overwrite=args.overwrite)
+    state = "interrupted; best model so far" if result.interrupted else "done"
+    print(f"{state}: {out} (best epoch {result.best_epoch}/{result.epochs_run}, validation Dice "
+          f"{val_dice:.3f} at threshold {threshold:.2f}, {training['seconds']:.0f} s on {device})")
+    return 130 if result.interrupted else 0
