@@ -1,0 +1,213 @@
+"""`wmhda evaluate`: score predicted WMH masks against reference labels (challenge metrics).
+
+Three ways to name the cases, so that the command works on whatever `segment` or another tool
+wrote without renaming files:
+
+- `--pred P.nii.gz --ref R.nii.gz`: one pair.
+- `--pred FOLDER --ref FOLDER`: reference labels are the image files of the folder, or, in the
+  dataset layout, the `wmh`/`label` file of each case sub-folder (named by case id). Predictions
+  are matched by case id.
+- `--pred FOLDER --ref MANIFEST.csv`: the manifest's label column; predictions matched by id.
+
+A prediction for case `ID` is a file `ID.nii.gz` (any image format), `ID_<role>.nii.gz` where the
+role is wmh, label, seg, segmentation, pred or prediction, or the one such file in a sub-folder
+`ID/`. Cases without a reference label are skipped with a note; a labelled case without a
+prediction is an error, because a silently smaller test set would flatter the mean.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+import re
+import sys
+from pathlib import Path
+
+from ..dataset import load_cases
+from ..errors import InputError
+from ..io import IMAGE_SUFFIXES, atomic_write
+from ..metrics import evaluate_files, summarize
+from ..progress import ProgressTracker, print_bar
+
+NAME = "evaluate"
+HELP = "Score predicted WMH masks against reference labels with the MICCAI 2017 WMH challenge metrics."
+
+ROLE_PATTERN = re.compile(r"[_\-.](wmh|labels?|seg|segmentation|pred|prediction)$", re.IGNORECASE)
+LABEL_KEYWORDS = ("wmh", "label")
+TABLE_COLUMNS = (("dsc", "DSC", "{:.3f}"), ("hd95", "HD95 mm", "{:.2f}"), ("avd", "AVD %", "{:.1f}"),
+                 ("recall", "recall", "{:.3f}"), ("f1", "F1", "{:.3f}"),
+                 ("ref_ml", "ref mL", "{:.2f}"), ("pred_ml", "pred mL", "{:.2f}"))
+CSV_COLUMNS = ("case", "dsc", "hd95", "avd", "recall", "f1", "precision", "n_ref_lesions",
+               "n_pred_lesions", "n_detected", "ref_ml", "pred_ml", "overlap_ml", "prediction", "reference")
+
+Pair = tuple[str, Path, Path]  # case id, prediction, reference
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--pred", required=True, type=Path, metavar="P",
+                        help="a prediction file, or a folder of predictions named by case id")
+    parser.add_argument("--ref", required=True, type=Path, metavar="R",
+                        help="a reference label file, a folder of labels or case folders, "
+                             "or a manifest CSV (its label column)")
+    parser.add_argument("--csv", type=Path, metavar="OUT.csv",
+                        help="also write the per-case, mean and median rows to this CSV")
+
+
+def note(message: str) -> None:
+    print(f"wmhda {NAME}: note: {message}", file=sys.stderr)
+
+
+def image_stem(path: Path) -> str | None:
+    """The file name without its image suffix, or None if it is not an image file name."""
+    lower = path.name.lower()
+    for suffix in sorted(IMAGE_SUFFIXES, key=len, reverse=True):
+        if lower.endswith(suffix):
+            return path.name[:-len(suffix)]
+    return None
+
+
+def case_key(stem: str) -> str:
+    """`sub-001_wmh` and `sub-001-pred` both name case `sub-001`."""
+    return ROLE_PATTERN.sub("", stem)
+
+
+def _images(folder: Path) -> list[Path]:
+    return [p for p in sorted(folder.iterdir()) if p.is_file() and image_stem(p) is not None]
+
+
+def _label_in(folder: Path, keywords: tuple[str, ...]) -> Path | None:
+    """The one image in a case folder whose name holds a keyword (or its only non-T1/FLAIR image)."""
+    images = _images(folder)
+    matches = [p for p in images if any(k in p.name.lower() for k in keywords)]
+    others = [p for p in images if not any(k in p.name.lower() for k in ("t1", "flair"))]
+    if not matches and len(images) == 1 and others:
+        matches = others
+    if len(matches) > 1:
+        raise InputError(folder, f"several candidate files: {', '.join(p.name for p in matches)}")
+    return matches[0] if matches else None
+
+
+def references_from_folder(folder: Path) -> dict[str, Path]:
+    """Case id -> label, from a folder of label files or of case sub-folders."""
+    references: dict[str, Path] = {}
+    images = _images(folder)
+    labels = [p for p in images if any(k in p.name.lower() for k in LABEL_KEYWORDS)]
+    for path in labels or images:  # a single case folder also holds its T1 and FLAIR
+        references[case_key(image_stem(path))] = path
+    for sub in sorted(p for p in folder.iterdir() if p.is_dir()):
+        label = _label_in(sub, LABEL_KEYWORDS)
+        if label is None:
+            note(f"case {sub.name}: no wmh/label file in {sub}; skipped")
+        else:
+            references[sub.name] = label
+    return references
+
+
+def references_from_manifest(manifest: Path) -> dict[str, Path]:
+    cases = load_cases(manifest)
+    unlabelled = [case.case_id for case in cases if case.label is None]
+    if unlabelled:
+        note(f"{len(unlabelled)} case(s) without a label skipped: {', '.join(unlabelled[:5])}")
+    return {case.case_id: case.label for case in cases if case.label is not None}
+
+
+def predictions_in(folder: Path) -> dict[str, Path]:
+    """Case id -> prediction file, from files named by id and from sub-folders named by id."""
+    found: dict[str, list[Path]] = {}
+    for path in _images(folder):
+        found.setdefault(case_key(image_stem(path)), []).append(path)
+    for sub in sorted(p for p in folder.iterdir() if p.is_dir()):
+        label = _label_in(sub, ("pred", "seg", "wmh", "label"))
+        if label is not None:
+            found.setdefault(sub.name, []).append(label)
+    return {key: paths[0] if len(paths) == 1 else _ambiguous(key, paths) for key, paths in found.items()}
+
+
+def _ambiguous(case_id: str, paths: list[Path]) -> Path:
+    raise InputError(paths[0].parent, f"several predictions for case {case_id}: "
+                                      f"{', '.join(p.name for p in paths)}")
+
+
+def match_pairs(pred: Path, ref: Path) -> list[Pair]:
+    """(case id, prediction, reference) for every labelled case, in reference order."""
+    for path, role in ((pred, "prediction"), (ref, "reference")):
+        if not path.exists():
+            raise InputError(path, f"{role} not found")
+    if ref.is_file() and ref.suffix.lower() != ".csv":
+        references = {case_key(image_stem(ref) or ref.stem): ref}
+    else:
+        references = references_from_manifest(ref) if ref.is_file() else references_from_folder(ref)
+    if not references:
+        raise InputError(ref, "no reference label found")
+    if pred.is_file():
+        if len(references) != 1:
+            raise InputError(pred, f"one prediction file for {len(references)} reference cases; "
+                                   f"give a folder of predictions named by case id")
+        return [(case_id, pred, label) for case_id, label in references.items()]
+    predictions = predictions_in(pred)
+    missing = [case_id for case_id in references if case_id not in predictions]
+    if missing:
+        raise InputError(pred, f"no prediction for {len(missing)} case(s): {', '.join(missing[:10])} "
+                               f"(expected ID.nii.gz, ID_wmh.nii.gz or a folder ID/)")
+    return [(case_id, predictions[case_id], label) for case_id, label in references.items()]
+
+
+def _cell(value, pattern: str) -> str:
+    return "nan" if value is None or (isinstance(value, float) and math.isnan(value)) \
+        else pattern.format(value)
+
+
+def format_table(rows: list[dict], summary: dict) -> str:
+    """Per-case rows, then mean and median rows, then how many cases each summary skipped."""
+    header = ["case"] + [title for _, title, _ in TABLE_COLUMNS]
+    body = [[row["case"]] + [_cell(row[key], fmt) for key, _, fmt in TABLE_COLUMNS] for row in rows]
+    for statistic in ("mean", "median"):
+        body.append([statistic] + [_cell(summary.get(key, {}).get(statistic), fmt)
+                                   for key, _, fmt in TABLE_COLUMNS])
+    widths = [max(len(line[i]) for line in [header] + body) for i in range(len(header))]
+
+    def render(line: list[str]) -> str:
+        return "  ".join(cell.ljust(w) if i == 0 else cell.rjust(w)
+                         for i, (cell, w) in enumerate(zip(line, widths, strict=True)))
+
+    rule = "  ".join("-" * w for w in widths)
+    lines = [render(header), rule] + [render(line) for line in body[:-2]] + [rule]
+    lines += [render(line) for line in body[-2:]]
+    for key, title, _ in TABLE_COLUMNS:
+        count = summary.get(key, {}).get("count", len(rows))
+        if count < len(rows):
+            lines.append(f"{title}: mean and median over {count} of {len(rows)} cases (NaN: undefined)")
+    if "pooled_dsc" in summary:
+        lines.append(f"pooled DSC over all cases: {summary['pooled_dsc']['mean']:.3f}")
+    return "\n".join(lines)
+
+
+def write_csv(rows: list[dict], summary: dict, path: Path) -> Path:
+    """Per-case rows then `mean` and `median` rows, written atomically; NaN is written as `nan`."""
+    def write(tmp: Path) -> None:
+        with open(tmp, "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=CSV_COLUMNS, extrasaction="ignore")
+            writer.writeheader()
+            writer.writerows({**row, "prediction": str(row["prediction"]),
+                              "reference": str(row["reference"])} for row in rows)
+            for statistic in ("mean", "median"):
+                writer.writerow({"case": statistic, **{key: values[statistic]
+                                                        for key, values in summary.items()}})
+
+    return atomic_write(path, write)
+
+
+def run(args: argparse.Namespace) -> int:
+    pairs = match_pairs(args.pred, args.ref)
+    tracker = ProgressTracker(NAME, len(pairs), print_bar if sys.stderr.isatty() else None)
+    rows = []
+    for done, (case_id, prediction, reference) in enumerate(pairs, start=1):
+        rows.append({"case": case_id, **evaluate_files(prediction, reference),
+                     "prediction": prediction, "reference": reference})
+        tracker.update(done)
+    summary = summarize(rows)
+    print(format_table(rows, summary))
+    if args.csv is not None:
+        print(f"wrote {write_csv(rows, summary, args.csv)}")
+    return 0
