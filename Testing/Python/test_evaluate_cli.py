@@ -125,3 +125,13 @@ def test_one_prediction_file_for_several_reference_cases_is_refused(tmp_path, ca
     pred = write(lesion(), tmp_path / "p.nii.gz")
     assert cli.main(["evaluate", "--pred", str(pred), "--ref", str(tmp_path / "ref")]) == 2
     assert "give a folder of predictions" in capsys.readouterr().err
+
+
+def test_the_segment_commands_batch_output_names_match_and_probability_maps_are_not_taken(tmp_path, capsys):
+    write(lesion(), tmp_path / "ref" / "sub-001_wmh.nii.gz")
+    write(lesion(1), tmp_path / "pred" / "sub-001_wmh_pred.nii.gz")
+    write(lesion(), tmp_path / "pred" / "sub-001_wmh_prob.nii.gz")
+    out = tmp_path / "m.csv"
+    assert cli.main(["evaluate", "--pred", str(tmp_path / "pred"), "--ref", str(tmp_path / "ref"),
+                     "--csv", str(out)]) == 0
+    assert read_csv(out)["sub-001"]["prediction"].endswith("sub-001_wmh_pred.nii.gz")

@@ -10,8 +10,9 @@ wrote without renaming files:
 - `--pred FOLDER --ref MANIFEST.csv`: the manifest's label column; predictions matched by id.
 
 A prediction for case `ID` is a file `ID.nii.gz` (any image format), `ID_<role>.nii.gz` where the
-role is wmh, label, seg, segmentation, pred or prediction, or the one such file in a sub-folder
-`ID/`. Cases without a reference label are skipped with a note; a labelled case without a
+roles are one or more of wmh, label, seg, segmentation, pred, prediction (so `segment --out-dir`'s
+`ID_wmh_pred.nii.gz` matches and its `ID_wmh_prob.nii.gz` does not), or the one such file in a
+sub-folder `ID/`. Cases without a reference label are skipped with a note; a labelled case without a
 prediction is an error, because a silently smaller test set would flatter the mean.
 """
 
@@ -33,7 +34,8 @@ from ..progress import ProgressTracker, print_bar
 NAME = "evaluate"
 HELP = "Score predicted WMH masks against reference labels with the MICCAI 2017 WMH challenge metrics."
 
-ROLE_PATTERN = re.compile(r"[_\-.](wmh|labels?|seg|segmentation|pred|prediction)$", re.IGNORECASE)
+ROLE_PATTERN = re.compile(r"([_\-.](wmh|labels?|seg|segmentation|pred|prediction))+$",
+                          re.IGNORECASE)
 LABEL_KEYWORDS = ("wmh", "label")
 TABLE_COLUMNS = (("dsc", "DSC", "{:.3f}"), ("hd95", "HD95 mm", "{:.2f}"), ("avd", "AVD %", "{:.1f}"),
                  ("recall", "recall", "{:.3f}"), ("f1", "F1", "{:.3f}"),
@@ -68,7 +70,7 @@ def image_stem(path: Path) -> str | None:
 
 
 def case_key(stem: str) -> str:
-    """`sub-001_wmh` and `sub-001-pred` both name case `sub-001`."""
+    """`sub-001_wmh`, `sub-001-pred` and `segment`'s `sub-001_wmh_pred` all name case `sub-001`."""
     return ROLE_PATTERN.sub("", stem)
 
 
