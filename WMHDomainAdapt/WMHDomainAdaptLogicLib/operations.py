@@ -1,0 +1,199 @@
+"""Segment and Adapt, end to end: nodes -> files -> worker -> nodes / registered model.
+
+Each operation is split into `prepare_*` (checks input, writes the worker's files, builds the
+command), the worker run, and `finish_*` (reads results back). The Slicer widget runs the worker
+without blocking and calls `finish_*` from its timer; scripts, the batch runner and tests call the
+blocking `segment_volumes` / `adapt_model`, which go through exactly the same steps.
+
+Worker inputs are written in world coordinates (parent transforms applied); results come back on
+the FLAIR's voxel grid and are placed exactly where the FLAIR is.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import SimpleITK as sitk
+from WMHDomainAdaptLib.io import read_image, write_image
+
+from .adaptation_set import AdaptationSet, check_overlap
+from .registry import ModelRegistry, read_header_metadata
+from .segmentation import (LesionStatistics, create_wmh_segmentation, fill_wmh_segmentation,
+                           lesion_statistics, place_in_study_of)
+from .volumes import same_grid_as_node, update_volume_on_grid_of, volume_to_image
+from .worker import WorkerProcess, adapt_command, failure_message, is_out_of_memory, segment_command, \
+    worker_environment
+
+
+class WorkerFailed(RuntimeError):
+    """The worker ended without a result; `str()` is the message for the user."""
+
+    def __init__(self, message: str, log: Sequence[str], out_of_memory: bool, workdir: Path | None):
+        super().__init__(message)
+        self.log, self.out_of_memory, self.workdir = list(log), out_of_memory, workdir
+
+
+def check_model(model_path: str | Path | None) -> Path:
+    """A quick check of the chosen model file (the worker validates the weights fully)."""
+    if not model_path:
+        raise ValueError("select a model")
+    read_header_metadata(model_path)
+    return Path(model_path)
+
+
+def new_workdir(prefix: str) -> Path:
+    return Path(tempfile.mkdtemp(prefix=f"wmhda-{prefix}-"))
+
+
+def check_worker_result(worker: WorkerProcess, workdir: Path | None = None) -> None:
+    """Raise `WorkerFailed` unless the worker exited 0."""
+    if worker.returncode == 0 and not worker.cancelled:
+        return
+    raise WorkerFailed(failure_message(worker.returncode, worker.log, worker.cancelled), worker.log,
+                       is_out_of_memory(worker.log), workdir)
+
+
+@dataclass
+class SegmentJob:
+    flair_node: object
+    workdir: Path
+    command: list[str]
+    env: dict
+    mask_path: Path
+    probability_path: Path | None
+
+
+@dataclass
+class SegmentResult:
+    segmentation_node: object
+    probability_node: object | None
+    statistics: LesionStatistics
+
+
+def prepare_segment(t1_node, flair_node, model_path, python: str, workdir: Path, device: str = "auto",
+                    probability: bool = False) -> SegmentJob:
+    """Check the input and write T1 and FLAIR (world geometry) for the worker."""
+    if t1_node is None:
+        raise ValueError("select a T1 volume")
+    if flair_node is None:
+        raise ValueError("select a FLAIR volume")
+    if t1_node is flair_node:
+        raise ValueError("T1 and FLAIR are the same volume; select two different scans")
+    model = check_model(model_path)
+    t1, flair = volume_to_image(t1_node), volume_to_image(flair_node)
+    check_overlap(t1, flair)
+    workdir.mkdir(parents=True, exist_ok=True)
+    t1_path = write_image(t1, workdir / "t1.nrrd", compress=False)
+    flair_path = write_image(flair, workdir / "flair.nrrd", compress=False)
+    mask_path = workdir / "wmh_mask.nrrd"
+    probability_path = workdir / "wmh_probability.nrrd" if probability else None
+    command = segment_command(python, model, t1_path, flair_path, mask_path, probability_path, device)
+    return SegmentJob(flair_node, workdir, command, worker_environment(device), mask_path, probability_path)
+
+
+def _read_on_flair_grid(path: Path, flair_node, role: str) -> sitk.Image:
+    image = read_image(path, role)
+    if not same_grid_as_node(image, flair_node):
+        raise RuntimeError(f"the worker's {role} is not on the FLAIR grid; nothing was changed")
+    return image
+
+
+def finish_segment(scene, job: SegmentJob, segmentation_node=None, probability_node=None) -> SegmentResult:
+    """Put the worker's mask (and probability) into nodes on the FLAIR grid."""
+    mask_image = _read_on_flair_grid(job.mask_path, job.flair_node, "WMH mask")
+    mask = sitk.GetArrayFromImage(mask_image)
+    if segmentation_node is None:
+        segmentation_node = create_wmh_segmentation(scene, mask, job.flair_node)
+    else:
+        fill_wmh_segmentation(scene, segmentation_node, mask, job.flair_node)
+        place_in_study_of(scene, segmentation_node, job.flair_node)
+    if job.probability_path is not None:
+        probability = sitk.GetArrayFromImage(_read_on_flair_grid(job.probability_path, job.flair_node,
+                                                                 "WMH probability"))
+        if probability_node is None:
+            probability_node = scene.AddNewNodeByClass(
+                "vtkMRMLScalarVolumeNode", scene.GenerateUniqueName(f"{job.flair_node.GetName()} WMH probability"))
+        update_volume_on_grid_of(probability_node, probability, job.flair_node)
+        place_in_study_of(scene, probability_node, job.flair_node)
+    return SegmentResult(segmentation_node, probability_node,
+                         lesion_statistics(mask, mask_image.GetSpacing()))
+
+
+def segment_volumes(scene, t1_node, flair_node, model_path, python: str, device: str = "auto",
+                    probability: bool = False, segmentation_node=None, probability_node=None,
+                    on_line: Callable[[str], None] | None = None, keep_files: bool = False) -> SegmentResult:
+    """Blocking Segment: the same steps the widget runs in the background."""
+    workdir = new_workdir("segment")
+    try:
+        job = prepare_segment(t1_node, flair_node, model_path, python, workdir, device, probability)
+        worker = WorkerProcess(job.command, job.env, cwd=workdir)
+        worker.wait(on_line)
+        check_worker_result(worker, workdir if keep_files else None)
+        return finish_segment(scene, job, segmentation_node, probability_node)
+    finally:
+        if not keep_files:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+@dataclass
+class AdaptJob:
+    parent: Path
+    workdir: Path
+    output: Path
+    command: list[str]
+    env: dict
+    n_cases: int
+    extra: list[str] = field(default_factory=list)
+
+
+def prepare_adapt(adaptation_set: AdaptationSet, model_path, python: str, workdir: Path,
+                  tune_layers: int | str = "auto", device: str = "auto",
+                  extra: Sequence[str] = ()) -> AdaptJob:
+    """Check the set and the parent model; the new model is written into `workdir` first."""
+    n_cases = len(adaptation_set)
+    if n_cases == 0:
+        raise ValueError("the adaptation set is empty (N = 0): correct at least one segmentation and "
+                         "add it to the set")
+    parent = check_model(model_path)
+    workdir.mkdir(parents=True, exist_ok=True)
+    output = workdir / "adapted.safetensors"
+    command = adapt_command(python, parent, adaptation_set.manifest, output, tune_layers, device, extra)
+    return AdaptJob(parent, workdir, output, command, worker_environment(device), n_cases, list(extra))
+
+
+def finish_adapt(job: AdaptJob, registry: ModelRegistry) -> Path:
+    """Validate and register the new model; returns its path in the user's model folder."""
+    if not job.output.is_file():
+        raise RuntimeError("the worker reported success but wrote no model file; nothing was changed")
+    return registry.register(job.output, job.parent)
+
+
+def adapt_model(adaptation_set: AdaptationSet, model_path, registry: ModelRegistry, python: str,
+                tune_layers: int | str = "auto", device: str = "auto", extra: Sequence[str] = (),
+                on_line: Callable[[str], None] | None = None, keep_files: bool = False) -> Path:
+    """Blocking Adapt model: the same steps the widget runs in the background."""
+    workdir = new_workdir("adapt")
+    try:
+        job = prepare_adapt(adaptation_set, model_path, python, workdir, tune_layers, device, extra)
+        worker = WorkerProcess(job.command, job.env, cwd=workdir)
+        worker.wait(on_line)
+        check_worker_result(worker, workdir if keep_files else None)
+        return finish_adapt(job, registry)
+    finally:
+        if not keep_files:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+def tune_layers_recommendation(n_cases: int) -> tuple[int | None, str]:
+    """(K, reason) for N cases, or (None, why not) when N = 0 or PyTorch is not installed yet."""
+    if n_cases < 1:
+        return None, "add at least one corrected case"
+    try:
+        from WMHDomainAdaptLib.adaptation import recommended_tune_layers  # imports torch
+    except ImportError:
+        return None, "install PyTorch to see the recommendation (auto is used)"
+    return recommended_tune_layers(n_cases)

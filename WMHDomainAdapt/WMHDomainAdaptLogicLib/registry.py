@@ -1,0 +1,132 @@
+"""Model registry: the shipped source model plus every adapted model in the user's model folder.
+
+Listing reads only the JSON header of each `.safetensors` file (a few kB, no torch import), so the
+model selector fills instantly even before PyTorch is installed. Full validation (weights hash,
+architecture) runs with `WMHDomainAdaptLib.modelfile.read_metadata` when a model is registered,
+and again in the worker before any use.
+
+A new model is first written by the worker into a scratch folder; `register` then moves it into the
+user folder under a fresh name. A cancelled or failed adaptation therefore never leaves a file in
+the registry, and no file, least of all the parent, is ever overwritten.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import shutil
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+MODEL_SUFFIX = ".safetensors"
+METADATA_KEY = "wmhda"  # WMHDomainAdaptLib.modelfile.METADATA_KEY (that module imports torch)
+MAX_HEADER_BYTES = 64 * 2**20
+
+
+def read_header_metadata(path: str | Path) -> dict:
+    """The model metadata from a safetensors header, without loading weights or torch."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as handle:
+            (length,) = struct.unpack("<Q", handle.read(8))
+            if not 0 < length <= MAX_HEADER_BYTES:
+                raise ValueError("header size out of range")
+            header = json.loads(handle.read(length))
+        return json.loads(header["__metadata__"][METADATA_KEY])
+    except FileNotFoundError:
+        raise ValueError(f"{path}: model file not found") from None
+    except (OSError, struct.error, ValueError, KeyError, TypeError) as error:
+        raise ValueError(f"{path.name}: not a WMHDomainAdapt model file ({error})") from None
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    path: Path
+    metadata: dict
+    shipped: bool
+
+    @property
+    def training(self) -> dict:
+        return self.metadata.get("training") or {}
+
+    @property
+    def label(self) -> str:
+        if self.shipped:
+            return f"{self.path.stem} (shipped source model)"
+        dice = self.training.get("best_val_dice")
+        dice_text = f", Dice {dice:.2f}" if isinstance(dice, (int, float)) else ""
+        return (f"{self.path.stem} (N={self.training.get('n_cases', '?')}, "
+                f"K={self.metadata.get('tune_layers', '?')}{dice_text})")
+
+    @property
+    def tooltip(self) -> str:
+        training = self.training
+        parent_sha = self.metadata.get("parent_sha256")
+        parent = (f"{training.get('parent', 'unknown')} (sha256 {parent_sha[:12]})" if parent_sha
+                  else "none: trained from scratch")
+        dice = training.get("best_val_dice")
+        lines = [f"Parent: {parent}",
+                 f"Training scans (N): {training.get('n_cases', '?')}"
+                 f" ({training.get('domain', 'unknown domain')})",
+                 f"Tuned layers: {self.metadata.get('tune_layers', '?')} of {self.metadata.get('depth', 15)}"
+                 f" (frozen: {self.metadata.get('frozen_layers', '?')})",
+                 "Validation Dice: " + (f"{dice:.3f}" if isinstance(dice, (int, float)) else "?"),
+                 f"Created: {self.metadata.get('created', '?')}",
+                 f"File: {self.path}"]
+        return "\n".join(lines)
+
+
+class ModelRegistry:
+    """Shipped models (read-only) and the user's adapted models (a folder)."""
+
+    def __init__(self, user_folder: str | Path, shipped: list[str | Path] = ()):
+        self.user_folder = Path(user_folder)
+        self.shipped = [Path(p) for p in shipped]
+
+    def entries(self) -> tuple[list[ModelEntry], list[str]]:
+        """Usable models (shipped first, then adapted, newest first) and one line per unreadable file."""
+        entries, problems = [], []
+        user_files = sorted(self.user_folder.glob(f"*{MODEL_SUFFIX}"),
+                            key=lambda p: p.stat().st_mtime, reverse=True) if self.user_folder.is_dir() else []
+        for path, shipped in [(p, True) for p in self.shipped] + [(p, False) for p in user_files]:
+            try:
+                entries.append(ModelEntry(path, read_header_metadata(path), shipped))
+            except ValueError as error:
+                problems.append(str(error))
+        return entries, problems
+
+    def find(self, path: str | Path) -> ModelEntry | None:
+        target = Path(path).resolve()
+        return next((e for e in self.entries()[0] if e.path.resolve() == target), None)
+
+    def new_name(self, parent: str | Path, now: dt.datetime | None = None) -> str:
+        stamp = (now or dt.datetime.now()).strftime("%Y%m%d-%H%M%S")
+        stem = Path(parent).stem.split("_adapted_")[0]
+        return f"{stem}_adapted_{stamp}"
+
+    def register(self, produced: str | Path, parent: str | Path, now: dt.datetime | None = None) -> Path:
+        """Validate a freshly adapted model and move it into the user folder under a new name."""
+        from WMHDomainAdaptLib.modelfile import read_metadata  # full validation (imports torch)
+
+        produced = Path(produced)
+        read_metadata(produced)
+        self.user_folder.mkdir(parents=True, exist_ok=True)
+        base = self.new_name(parent, now)
+        partial = self.user_folder / f".{base}.partial"
+        shutil.copyfile(produced, partial)
+        try:
+            for number in range(1, 1000):
+                target = self.user_folder / f"{base}{'' if number == 1 else f'_{number}'}{MODEL_SUFFIX}"
+                try:
+                    os.link(partial, target)  # fails instead of replacing an existing file
+                    break
+                except FileExistsError:
+                    continue
+            else:
+                raise RuntimeError(f"no free file name for {base} in {self.user_folder}")
+        finally:
+            partial.unlink(missing_ok=True)
+        produced.unlink(missing_ok=True)
+        return target
