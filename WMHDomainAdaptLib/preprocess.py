@@ -140,6 +140,8 @@ def preprocess(t1: sitk.Image, flair: sitk.Image, config: PreprocessConfig,
         brain_mask = compute_brain_mask(t1_array, config.mask_threshold)
         if not brain_mask.any():
             raise InputError(t1_name, "computed brain mask is empty (is the T1 blank?)")
+    elif not brain_mask.any():
+        raise InputError("brain mask", "brain mask is empty")
     flair_image = sitk.Cast(flair, sitk.sitkFloat32)
     if config.n4:
         flair_image = n4_correct(flair_image, brain_mask, config)

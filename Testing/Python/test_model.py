@@ -1,0 +1,60 @@
+"""The 15-layer chain: depth, freezing, cached-state equivalence."""
+
+import pytest
+import torch
+
+from WMHDomainAdaptLib.model import DEPTH, WMHNet, layer_table
+from WMHDomainAdaptLib.training import masked_bce
+
+
+def test_network_has_fifteen_weight_layers_in_one_chain():
+    network = WMHNet()
+    assert len(network.layers) == DEPTH == 15
+    assert all(any(p.dim() == 4 for p in layer.parameters()) for layer in network.layers)
+
+
+def test_output_has_the_input_in_plane_size_for_odd_sizes():
+    logits = WMHNet()(torch.randn(2, 2, 37, 51))
+    assert logits.shape == (2, 1, 37, 51)
+
+
+def test_layer_table_reports_a_receptive_field_of_at_least_64_voxels():
+    table = layer_table()
+    assert [row["index"] for row in table] == list(range(15))
+    assert table[-1]["receptive_field"] >= 64
+    assert sum(row["parameters"] for row in table) == sum(p.numel() for p in WMHNet().parameters())
+
+
+@pytest.mark.parametrize("start", [0, 1, 2, 5, 13, 14, 15])
+def test_running_from_a_cached_state_equals_the_full_forward(start):
+    network = WMHNet().eval()
+    image = torch.randn(3, 2, 32, 40)
+    state = network.encode(image, start)
+    assert torch.allclose(network.forward_from(start, state), network(image), atol=1e-6)
+
+
+def test_frozen_layers_keep_weights_and_batch_norm_statistics_after_a_training_step():
+    torch.manual_seed(0)
+    network = WMHNet()
+    network.freeze_first(10)
+    before = {k: v.clone() for k, v in network.state_dict().items()}
+    optimizer = torch.optim.Adam([p for p in network.parameters() if p.requires_grad], lr=1e-2)
+    network.train()
+    loss = masked_bce(network(torch.randn(4, 2, 32, 32)), (torch.rand(4, 1, 32, 32) > 0.8).to(torch.uint8))
+    loss.backward()
+    optimizer.step()
+    after = network.state_dict()
+    for name, value in before.items():
+        layer = int(name.split(".")[1])
+        changed = not torch.equal(value, after[name])
+        if layer < 10:
+            assert not changed, f"frozen {name} changed"
+    tuned_weights = [n for n in before if int(n.split(".")[1]) >= 10 and n.endswith("weight")]
+    assert all(not torch.equal(before[n], after[n]) for n in tuned_weights)
+    assert all(not torch.equal(before[n], after[n]) for n in before
+               if int(n.split(".")[1]) >= 10 and n.endswith("running_mean"))
+
+
+def test_freezing_outside_zero_to_fifteen_is_refused():
+    with pytest.raises(ValueError):
+        WMHNet().freeze_first(16)

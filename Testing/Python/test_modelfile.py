@@ -1,0 +1,106 @@
+"""Model files: bit-exact round trip, metadata, and clear errors for bad files."""
+
+import json
+import struct
+
+import pytest
+import torch
+
+from WMHDomainAdaptLib.errors import InputError
+from WMHDomainAdaptLib.model import WMHNet
+from WMHDomainAdaptLib.modelfile import build_metadata, load_model, read_metadata, save_model
+from WMHDomainAdaptLib.preprocess import PreprocessConfig
+
+
+@pytest.fixture
+def saved(tmp_path):
+    torch.manual_seed(1)
+    network = WMHNet()
+    network.freeze_first(12)
+    metadata = build_metadata(network, PreprocessConfig(n4=False), 0.35, {"domain": "source", "n_cases": 3})
+    return save_model(tmp_path / "model.safetensors", network, metadata), network
+
+
+def test_save_and_load_round_trip_is_bit_exact(saved):
+    path, network = saved
+    loaded = load_model(path)
+    for (name, value), (_, other) in zip(network.state_dict().items(),
+                                         loaded.network.state_dict().items(), strict=True):
+        assert torch.equal(value, other), name
+    assert loaded.threshold == 0.35
+    assert loaded.preprocess_config == PreprocessConfig(n4=False)
+    assert loaded.network.frozen_layers == 12
+
+
+def test_metadata_records_architecture_channels_and_provenance(saved):
+    metadata = read_metadata(saved[0])
+    assert metadata["input_channels"] == ["t1", "flair"]
+    assert len(metadata["layer_table"]) == 15
+    assert metadata["frozen_layers"] == 12 and metadata["tune_layers"] == 3
+    assert {"library_version", "created", "parent_sha256", "training", "format_version"} <= set(metadata)
+
+
+def test_existing_model_is_never_overwritten_unless_asked(saved):
+    path, network = saved
+    before = path.read_bytes()
+    with pytest.raises(InputError, match="already exists"):
+        save_model(path, WMHNet(), read_metadata(path))
+    assert path.read_bytes() == before
+
+
+def test_missing_model_file_is_reported(tmp_path):
+    with pytest.raises(InputError, match="not found"):
+        load_model(tmp_path / "absent.safetensors")
+
+
+def test_truncated_model_file_is_reported(saved, tmp_path):
+    broken = tmp_path / "truncated.safetensors"
+    broken.write_bytes(saved[0].read_bytes()[:-500])
+    with pytest.raises(InputError, match="corrupt or truncated"):
+        load_model(broken)
+
+
+def test_garbage_model_file_is_reported(tmp_path):
+    broken = tmp_path / "garbage.safetensors"
+    broken.write_bytes(b"this is not a model" * 20)
+    with pytest.raises(InputError, match="truncated"):
+        load_model(broken)
+
+
+def _rewrite_header(path, change):
+    data = path.read_bytes()
+    size = struct.unpack("<Q", data[:8])[0]
+    header = json.loads(data[8:8 + size])
+    change(header)
+    encoded = json.dumps(header).encode()
+    encoded += b" " * ((8 - len(encoded) % 8) % 8)
+    path.write_bytes(struct.pack("<Q", len(encoded)) + encoded + data[8 + size:])
+
+
+def test_weights_altered_after_saving_are_detected(saved):
+    path = saved[0]
+    data = bytearray(path.read_bytes())
+    data[-3] ^= 0xFF  # flip bits inside the last tensor
+    path.write_bytes(bytes(data))
+    with pytest.raises(InputError, match="altered"):
+        load_model(path)
+
+
+def test_model_of_another_format_version_is_refused(saved):
+    path = saved[0]
+
+    def bump(header):
+        metadata = json.loads(header["__metadata__"]["wmhda"])
+        metadata["format_version"] = 99
+        header["__metadata__"]["wmhda"] = json.dumps(metadata)
+    _rewrite_header(path, bump)
+    with pytest.raises(InputError, match="format version 99"):
+        load_model(path)
+
+
+def test_safetensors_file_of_another_program_is_refused(tmp_path):
+    from safetensors.torch import save_file
+    other = tmp_path / "other.safetensors"
+    save_file({"w": torch.zeros(3)}, str(other))
+    with pytest.raises(InputError, match="not a WMHDomainAdapt model"):
+        load_model(other)
