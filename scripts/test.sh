@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# The whole test suite on a fresh machine: set-up, lint, tests (library, CLI, module logic on MRML).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh "synth,plots,test,slicer"
+.venv/bin/ruff check .
+.venv/bin/python -m pytest Testing/Python "$@"
