@@ -8,7 +8,9 @@ half-written output.
 
 from __future__ import annotations
 
+import gzip
 import os
+import struct
 import tempfile
 from pathlib import Path
 
@@ -19,6 +21,39 @@ from .errors import InputError
 
 IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd", ".seg.nrrd")
 GEOMETRY_TOLERANCE = 1e-4  # mm, and direction cosines
+NIFTI_FLOAT_TYPES = {16: "f4", 64: "f8"}  # NIfTI-1 datatype codes FLOAT32, FLOAT64
+
+
+def _process_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+FILE_MODE = 0o666 & ~_process_umask()  # what open() would give; mkstemp's 0600 hides outputs
+
+
+def nifti_nonfinite_count(path: Path) -> int:
+    """NaN/Inf voxels stored in a floating-point NIfTI-1 file (0 for other files).
+
+    ITK 5.4's NIfTI reader silently turns NaN and Inf into 0 (fixed only in ITK 6, PR #6683), so
+    `read_image` cannot see them in the array; this reads the bytes on disk instead.
+    """
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    with opener(path, "rb") as handle:
+        header = handle.read(348)
+        order = next((o for o in "<>" if struct.unpack(f"{o}i", header[:4])[0] == 348), None)
+        if order is None:
+            return 0
+        dims = struct.unpack(f"{order}8h", header[40:56])
+        dtype = NIFTI_FLOAT_TYPES.get(struct.unpack(f"{order}h", header[70:72])[0])
+        if dtype is None or not 1 <= dims[0] <= 7:
+            return 0
+        offset = int(struct.unpack(f"{order}f", header[108:112])[0])
+        handle.read(max(offset - 348, 0))
+        count = int(np.prod(dims[1:dims[0] + 1]))
+        data = np.frombuffer(handle.read(count * int(dtype[1])), dtype=f"{order}{dtype}")
+    return int((~np.isfinite(data)).sum())
 
 
 def read_image(path: str | Path, role: str = "image") -> sitk.Image:
@@ -39,8 +74,10 @@ def read_image(path: str | Path, role: str = "image") -> sitk.Image:
     if any(size < 2 for size in image.GetSize()):
         raise InputError(path, f"{role} must be a 3D volume, got size {image.GetSize()}")
     array = sitk.GetArrayViewFromImage(image)
-    if array.dtype.kind == "f" and not np.isfinite(array).all():
-        count = int((~np.isfinite(array)).sum())
+    count = int((~np.isfinite(array)).sum()) if array.dtype.kind == "f" else 0
+    if not count and array.dtype.kind == "f" and path.name.lower().endswith((".nii", ".nii.gz")):
+        count = nifti_nonfinite_count(path)
+    if count:
         raise InputError(path, f"{role} holds {count} NaN/Inf voxels")
     return image
 
@@ -113,6 +150,7 @@ def atomic_write(path: str | Path, write, suffix: str | None = None) -> Path:
     os.close(handle)
     try:
         write(Path(tmp_name))
+        os.chmod(tmp_name, FILE_MODE)
         os.replace(tmp_name, path)
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
