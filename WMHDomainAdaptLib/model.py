@@ -106,7 +106,8 @@ class WMHNet(nn.Module):
         layers += [ConvBlock(coarse, coarse, dilation=d) for d in arch.dilations]
         layers += [FusionBlock(coarse + fine, fine), OutputLayer(fine)]
         self.layers = nn.ModuleList(layers)
-        self.frozen_layers = 0
+        self.frozen: frozenset[int] = frozenset()
+        self.frozen_layers = 0  # length of the frozen prefix; -1 when the frozen set is not a prefix
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -137,17 +138,25 @@ class WMHNet(nn.Module):
         """Freeze the shallowest `count` layers: no gradients, batch-norm statistics fixed."""
         if not 0 <= count <= DEPTH:
             raise ValueError(f"can freeze 0..{DEPTH} layers, not {count}")
-        self.frozen_layers = count
+        self.freeze(range(count))
+
+    def freeze(self, indices) -> None:
+        """Freeze any set of layers (e.g. the deepest ones, to tune the first layers instead)."""
+        self.frozen = frozenset(int(i) for i in indices)
+        prefix = 0
+        while prefix in self.frozen:
+            prefix += 1
+        self.frozen_layers = prefix if len(self.frozen) == prefix else -1
         for index, layer in enumerate(self.layers):
             for parameter in layer.parameters():
-                parameter.requires_grad_(index >= count)
+                parameter.requires_grad_(index not in self.frozen)
         self.train(self.training)
 
     def train(self, mode: bool = True) -> "WMHNet":
         """Like nn.Module.train, but frozen layers stay in eval mode (their BN stats never move)."""
         super().train(mode)
-        for layer in self.layers[: self.frozen_layers]:
-            layer.eval()
+        for index in getattr(self, "frozen", ()):
+            self.layers[index].eval()
         return self
 
 

@@ -76,7 +76,8 @@ def build_metadata(network: WMHNet, preprocessing: PreprocessConfig, threshold: 
         "preprocessing": preprocessing.to_dict(),
         "threshold": float(threshold),
         "frozen_layers": int(network.frozen_layers),
-        "tune_layers": len(network.layers) - int(network.frozen_layers),
+        "frozen_layer_indices": sorted(network.frozen),
+        "tune_layers": len(network.layers) - len(network.frozen),
         "parent_sha256": parent_sha256,
         "training": training,
     }
@@ -142,7 +143,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> LoadedMo
     except (TypeError, KeyError, ValueError, RuntimeError) as error:
         first_line = str(error).splitlines()[0]
         raise InputError(path, f"weights do not fit the recorded architecture ({first_line})") from None
-    network.freeze_first(int(metadata.get("frozen_layers", 0)))
+    network.freeze(metadata.get("frozen_layer_indices", range(int(metadata.get("frozen_layers", 0)))))
     return LoadedModel(network.to(device).eval(), metadata, path)
 
 

@@ -1,0 +1,98 @@
+"""`wmhda bench`: speed and memory figures (printed, not asserted).
+
+`bench segment` times one scan end to end and splits the time into reading, preprocessing,
+inference and writing; `bench adapt` times an adaptation with and without the feature cache.
+Peak memory is the process's maximum resident set size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from ..adaptation import AdaptConfig, adapt
+from ..cases import PreparedCase
+from ..dataset import load_cases
+from ..devices import resolve_device
+from ..inference import predict_probability, segment_prepared
+from ..io import read_image, write_image
+from ..modelfile import load_model
+from ..preprocess import preprocess
+from ._common import add_device_argument
+
+NAME = "bench"
+HELP = "print speed and memory figures for segmentation and adaptation"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("what", choices=["segment", "adapt"])
+    parser.add_argument("--model", required=True, help="model file")
+    parser.add_argument("--cases", required=True, help="manifest or folder; segment uses the first case, "
+                                                       "adapt the first --n cases")
+    parser.add_argument("--n", type=int, default=2, help="adapt: number of scans (default 2)")
+    parser.add_argument("--tune-layers", type=int, default=3, help="adapt: K (default 3)")
+    parser.add_argument("--repeats", type=int, default=3, help="segment: timed repeats (default 3)")
+    add_device_argument(parser)
+
+
+def peak_rss_mb() -> float:
+    scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss is bytes on macOS, KiB on Linux
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2**20
+
+
+def bench_segment(args: argparse.Namespace) -> None:
+    device = resolve_device(args.device)
+    model = load_model(args.model, device)
+    case = load_cases(args.cases)[0]
+    predict_probability(model.network, *_warm_input(model, case), device)  # one-time start-up
+    rows = []
+    for _ in range(args.repeats):
+        times = {}
+        began = time.perf_counter()
+        t1, flair = read_image(case.t1, "T1"), read_image(case.flair, "FLAIR")
+        times["read"] = time.perf_counter() - began
+        mark = time.perf_counter()
+        prepared = preprocess(t1, flair, model.preprocess_config)
+        times["preprocess"] = time.perf_counter() - mark
+        mark = time.perf_counter()
+        result = segment_prepared(model, PreparedCase(case.case_id, prepared.image, prepared.brain_mask,
+                                                      None, flair), device)
+        times["inference"] = time.perf_counter() - mark
+        mark = time.perf_counter()
+        with tempfile.TemporaryDirectory() as folder:
+            write_image(result.mask, Path(folder) / "mask.nii.gz")
+            write_image(result.probability, Path(folder) / "prob.nii.gz")
+        times["write"] = time.perf_counter() - mark
+        times["total"] = time.perf_counter() - began
+        rows.append(times)
+    size = "x".join(map(str, flair.GetSize()))
+    print(f"segment one scan ({case.case_id}, FLAIR {size}) on {device}, best of {args.repeats}:")
+    best = min(rows, key=lambda r: r["total"])
+    print("  " + "  ".join(f"{k} {v:.2f} s" for k, v in best.items()))
+    print(f"  peak RSS {peak_rss_mb():.0f} MB")
+
+
+def _warm_input(model, case):
+    prepared = preprocess(read_image(case.t1), read_image(case.flair), model.preprocess_config)
+    return prepared.image[:, :2], prepared.brain_mask[:2]
+
+
+def bench_adapt(args: argparse.Namespace) -> None:
+    cases = load_cases(args.cases)[: args.n]
+    for cache in (True, False):
+        began = time.perf_counter()
+        result = adapt(args.model, cases, None, args.tune_layers, args.device, AdaptConfig(), cache=cache)
+        seconds = time.perf_counter() - began
+        training = result.metadata["training"]
+        print(f"adapt N={len(cases)} K={args.tune_layers} cache={cache}: {seconds:.1f} s total "
+              f"(training {result.train.seconds:.1f} s, {training['epochs_run']} epochs, held-out Dice "
+              f"{training['best_val_dice']:.3f}), peak RSS {peak_rss_mb():.0f} MB")
+
+
+def run(args: argparse.Namespace) -> int:
+    (bench_segment if args.what == "segment" else bench_adapt)(args)
+    return 0
