@@ -159,15 +159,21 @@ def choose_patch_threshold(network: WMHNet, start: int, patches: PatchSet) -> fl
 
 def fine_tune(model: LoadedModel, cases: list[PreparedCase], tune_layers: int, config: AdaptConfig,
               device: torch.device, cache: bool | None = None, progress: ProgressCallback | None = None,
-              cancel: CancelToken | None = None) -> tuple[WMHNet, TrainResult, float, bool]:
+              cancel: CancelToken | None = None, tune_first: bool = False
+              ) -> tuple[WMHNet, TrainResult, float, bool]:
     """Fine-tune the last `tune_layers` layers of a copy of the model's network.
 
     Returns the tuned network, the training record, the chosen threshold and whether features
     were cached. `cache=None` caches when the features fit `config.cache_budget_mb`.
+    `tune_first` tunes the first layers instead (Shirokikh et al. 2020); nothing is then cached.
     """
-    start = DEPTH - tune_layers
     network = copy.deepcopy(model.network).to(device)
-    network.freeze_first(start)
+    if tune_first:
+        start, cache = 0, False
+        network.freeze(range(tune_layers, DEPTH))
+    else:
+        start = DEPTH - tune_layers
+        network.freeze_first(start)
     rng = seed_everything(config.seed)
     (train_images, train_labels), (val_images, val_labels) = draw_patch_sets(cases, config, rng)
     if cache is None:
