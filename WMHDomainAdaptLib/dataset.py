@@ -13,6 +13,7 @@ relative to the CSV's own folder or absolute.
 from __future__ import annotations
 
 import csv
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +21,9 @@ from .errors import InputError
 from .io import IMAGE_SUFFIXES, atomic_write
 
 MANIFEST_COLUMNS = ("id", "t1", "flair", "label", "mask")
+# "t1" must not follow a letter, or `patient1_flair.nii.gz` would also count as a T1.
+ROLE_PATTERNS = {"t1": re.compile(r"(?<![a-z])t1"), "flair": re.compile("flair"),
+                 "wmh/label": re.compile("wmh|label"), "mask": re.compile("mask")}
 
 
 @dataclass(frozen=True)
@@ -35,33 +39,36 @@ def _is_image(path: Path) -> bool:
     return path.is_file() and path.name.lower().endswith(IMAGE_SUFFIXES)
 
 
-def _find_role(folder: Path, keywords: tuple[str, ...], required: bool) -> Path | None:
+def _find_role(folder: Path, role: str, required: bool, exclude: tuple = ()) -> Path | None:
     matches = [p for p in sorted(folder.iterdir())
-               if _is_image(p) and any(k in p.name.lower() for k in keywords)]
+               if _is_image(p) and p not in exclude and ROLE_PATTERNS[role].search(p.name.lower())]
     if len(matches) > 1:
-        raise InputError(folder, f"several files match {'/'.join(keywords)}: "
+        raise InputError(folder, f"several files match {role}: "
                                  f"{', '.join(p.name for p in matches)}")
     if not matches and required:
-        raise InputError(folder, f"no image file with {'/'.join(keywords)} in its name")
+        raise InputError(folder, f"no image file with {role} in its name")
     return matches[0] if matches else None
 
 
 def case_from_folder(folder: Path) -> Case:
+    """Label and mask are found first, so `sub-1_flair_wmh` or `sub-1_t1_mask` is not an image."""
+    label = _find_role(folder, "wmh/label", False)
+    mask = _find_role(folder, "mask", False, exclude=(label,))
     return Case(case_id=folder.name,
-                t1=_find_role(folder, ("t1",), True),
-                flair=_find_role(folder, ("flair",), True),
-                label=_find_role(folder, ("wmh", "label"), False),
-                mask=_find_role(folder, ("mask",), False))
+                t1=_find_role(folder, "t1", True, exclude=(label, mask)),
+                flair=_find_role(folder, "flair", True, exclude=(label, mask)),
+                label=label, mask=mask)
 
 
 def read_manifest(path: Path) -> list[Case]:
-    with open(path, newline="") as handle:
+    with open(path, newline="", encoding="utf-8-sig") as handle:  # -sig: Excel's byte-order mark
         reader = csv.DictReader(handle)
         missing = {"id", "t1", "flair"} - set(reader.fieldnames or [])
         if missing:
             raise InputError(path, f"manifest lacks column(s) {', '.join(sorted(missing))}; "
                                    f"expected {','.join(MANIFEST_COLUMNS)}")
         rows = list(reader)
+    _check_rows(rows, path)
 
     def resolve(value: str | None) -> Path | None:
         if not value:
@@ -71,6 +78,18 @@ def read_manifest(path: Path) -> list[Case]:
 
     return [Case(row["id"], resolve(row["t1"]), resolve(row["flair"]),
                  resolve(row.get("label")), resolve(row.get("mask"))) for row in rows]
+
+
+def _check_rows(rows: list[dict], path: Path) -> None:
+    """Every case needs an id, a T1 and a FLAIR, and ids must be unique (they name output files)."""
+    seen: set[str] = set()
+    for line, row in enumerate(rows, start=2):
+        empty = [column for column in ("id", "t1", "flair") if not (row.get(column) or "").strip()]
+        if empty:
+            raise InputError(path, f"line {line}: empty {', '.join(empty)}")
+        if row["id"] in seen:
+            raise InputError(path, f"line {line}: case id {row['id']} appears twice")
+        seen.add(row["id"])
 
 
 def load_cases(path: str | Path) -> list[Case]:
