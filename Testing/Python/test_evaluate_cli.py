@@ -135,3 +135,15 @@ def test_the_segment_commands_batch_output_names_match_and_probability_maps_are_
     assert cli.main(["evaluate", "--pred", str(tmp_path / "pred"), "--ref", str(tmp_path / "ref"),
                      "--csv", str(out)]) == 0
     assert read_csv(out)["sub-001"]["prediction"].endswith("sub-001_wmh_pred.nii.gz")
+
+
+def test_a_prediction_with_another_header_is_scored_voxel_by_voxel_with_a_note(tmp_path, capsys):
+    ref = write(lesion(), tmp_path / "a.nii.gz")
+    pred = tmp_path / "p.nii.gz"
+    image = sitk.GetImageFromArray(lesion())
+    image.SetDirection((-1.0, 0.0, 0.0, 0.0, -1.0, 0.0, 0.0, 0.0, 1.0))  # LPS vs RAS, say
+    sitk.WriteImage(image, str(pred))
+    assert cli.main(["evaluate", "--pred", str(pred), "--ref", str(ref)]) == 0
+    captured = capsys.readouterr()
+    assert "case a: the prediction's spacing/origin/direction differ" in captured.err
+    assert captured.out.splitlines()[2].split()[:2] == ["a", "1.000"]

@@ -25,9 +25,11 @@ import re
 import sys
 from pathlib import Path
 
+import SimpleITK as sitk
+
 from ..dataset import load_cases
 from ..errors import InputError
-from ..io import IMAGE_SUFFIXES, atomic_write
+from ..io import IMAGE_SUFFIXES, atomic_write, same_grid
 from ..metrics import evaluate_files, summarize
 from ..progress import ProgressTracker, print_bar
 
@@ -200,11 +202,35 @@ def write_csv(rows: list[dict], summary: dict, path: Path) -> Path:
     return atomic_write(path, write)
 
 
+def header(path: Path) -> sitk.Image:
+    """An empty image with the file's geometry, read from the header only (no voxel data)."""
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    reader.ReadImageInformation()
+    image = sitk.Image([1] * reader.GetDimension(), sitk.sitkUInt8)
+    image.SetSpacing(reader.GetSpacing())
+    image.SetOrigin(reader.GetOrigin())
+    image.SetDirection(reader.GetDirection())
+    return image
+
+
+def warn_if_headers_differ(case_id: str, prediction: Path, reference: Path) -> None:
+    """The challenge compares voxel by voxel; say so when the headers disagree (e.g. a flip)."""
+    try:
+        differ = not same_grid(header(prediction), header(reference))
+    except RuntimeError:
+        return  # unreadable: evaluate_files reports it properly
+    if differ:
+        note(f"case {case_id}: the prediction's spacing/origin/direction differ from the "
+             f"reference's; compared voxel by voxel on the reference grid, as the challenge does")
+
+
 def run(args: argparse.Namespace) -> int:
     pairs = match_pairs(args.pred, args.ref)
     tracker = ProgressTracker(NAME, len(pairs), print_bar if sys.stderr.isatty() else None)
     rows = []
     for done, (case_id, prediction, reference) in enumerate(pairs, start=1):
+        warn_if_headers_differ(case_id, prediction, reference)
         rows.append({"case": case_id, **evaluate_files(prediction, reference),
                      "prediction": prediction, "reference": reference})
         tracker.update(done)
