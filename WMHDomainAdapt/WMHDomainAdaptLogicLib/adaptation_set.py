@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
+
 from WMHDomainAdaptLib.dataset import Case, read_manifest, write_manifest
 from WMHDomainAdaptLib.io import image_like, write_image
 from WMHDomainAdaptLib.preprocess import overlap_fraction

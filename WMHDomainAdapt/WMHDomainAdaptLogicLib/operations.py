@@ -18,15 +18,27 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import SimpleITK as sitk
+
 from WMHDomainAdaptLib.io import read_image, write_image
 
 from .adaptation_set import AdaptationSet, check_overlap
 from .registry import ModelRegistry, read_header_metadata
-from .segmentation import (LesionStatistics, create_wmh_segmentation, fill_wmh_segmentation,
-                           lesion_statistics, place_in_study_of)
+from .segmentation import (
+    LesionStatistics,
+    create_wmh_segmentation,
+    fill_wmh_segmentation,
+    lesion_statistics,
+    place_in_study_of,
+)
 from .volumes import same_grid_as_node, update_volume_on_grid_of, volume_to_image
-from .worker import WorkerProcess, adapt_command, failure_message, is_out_of_memory, segment_command, \
-    worker_environment
+from .worker import (
+    WorkerProcess,
+    adapt_command,
+    failure_message,
+    is_out_of_memory,
+    segment_command,
+    worker_environment,
+)
 
 
 class WorkerFailed(RuntimeError):
@@ -115,8 +127,8 @@ def finish_segment(scene, job: SegmentJob, segmentation_node=None, probability_n
         probability = sitk.GetArrayFromImage(_read_on_flair_grid(job.probability_path, job.flair_node,
                                                                  "WMH probability"))
         if probability_node is None:
-            probability_node = scene.AddNewNodeByClass(
-                "vtkMRMLScalarVolumeNode", scene.GenerateUniqueName(f"{job.flair_node.GetName()} WMH probability"))
+            name = scene.GenerateUniqueName(f"{job.flair_node.GetName()} WMH probability")
+            probability_node = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", name)
         update_volume_on_grid_of(probability_node, probability, job.flair_node)
         place_in_study_of(scene, probability_node, job.flair_node)
     return SegmentResult(segmentation_node, probability_node,

@@ -88,8 +88,8 @@ class ModelRegistry:
     def entries(self) -> tuple[list[ModelEntry], list[str]]:
         """Usable models (shipped first, then adapted, newest first) and one line per unreadable file."""
         entries, problems = [], []
-        user_files = sorted(self.user_folder.glob(f"*{MODEL_SUFFIX}"),
-                            key=lambda p: p.stat().st_mtime, reverse=True) if self.user_folder.is_dir() else []
+        user_files = (sorted(self.user_folder.glob(f"*{MODEL_SUFFIX}"), key=lambda p: p.stat().st_mtime,
+                             reverse=True) if self.user_folder.is_dir() else [])
         for path, shipped in [(p, True) for p in self.shipped] + [(p, False) for p in user_files]:
             try:
                 entries.append(ModelEntry(path, read_header_metadata(path), shipped))

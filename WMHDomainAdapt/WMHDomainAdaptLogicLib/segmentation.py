@@ -149,7 +149,8 @@ def pick_segment_id(segmentation_node) -> str:
                      f"'{WMH_SEGMENT_NAME}'")
 
 
-def segment_to_flair_labelmap(scene, segmentation_node, flair_node, segment_id: str | None = None) -> np.ndarray:
+def segment_to_flair_labelmap(scene, segmentation_node, flair_node,
+                              segment_id: str | None = None) -> np.ndarray:
     """The segment as a uint8 0/1 (z, y, x) array on the FLAIR's voxel grid.
 
     Export goes through Slicer's own resampling into the FLAIR geometry (full FLAIR extent), so a
@@ -162,8 +163,9 @@ def segment_to_flair_labelmap(scene, segmentation_node, flair_node, segment_id: 
     try:
         ids = vtk.vtkStringArray()
         ids.InsertNextValue(segment_id)
+        full_extent = slicer.vtkSegmentation.EXTENT_REFERENCE_GEOMETRY
         if not slicer.vtkSlicerSegmentationsModuleLogic.ExportSegmentsToLabelmapNode(
-                segmentation_node, ids, labelmap, flair_node, slicer.vtkSegmentation.EXTENT_REFERENCE_GEOMETRY):
+                segmentation_node, ids, labelmap, flair_node, full_extent):
             raise RuntimeError(f"exporting '{segmentation_node.GetName()}' onto the FLAIR grid failed")
         array = np.array(arrayFromVolume(labelmap), copy=True)
     finally:

@@ -95,7 +95,11 @@ def parse_progress_line(line: str) -> ProgressEvent | None:
 
 
 def kill_process_tree(pid: int) -> None:
-    """Kill a process and all its descendants."""
+    """Kill a process and all its descendants.
+
+    Only the descendants are waited for here: the root is our own `Popen` child, and reaping it
+    through psutil would make `Popen` report exit code 0 for a killed worker.
+    """
     try:
         import psutil
     except ImportError:
@@ -111,7 +115,7 @@ def kill_process_tree(pid: int) -> None:
                 process.kill()
             except psutil.NoSuchProcess:
                 pass
-        psutil.wait_procs(family, timeout=5)
+        psutil.wait_procs(family[:-1], timeout=5)
     elif os.name == "nt":
         subprocess.run(["taskkill", "/T", "/F", "/PID", str(pid)], capture_output=True, check=False)
     else:
@@ -166,6 +170,7 @@ class WorkerProcess:
         self.cancelled = True
         if self.process.poll() is None:
             kill_process_tree(self.process.pid)
+            self.process.wait()
 
     def wait(self, on_line: Callable[[str], None] | None = None, poll_seconds: float = 0.05,
              timeout: float | None = None) -> int:

@@ -1,0 +1,98 @@
+"""The worker process: command lines, PROGRESS parsing, streaming, cancel, failure messages."""
+
+import os
+import sys
+import textwrap
+
+import psutil
+import pytest
+from mrml_testing import MODULE_DIR  # noqa: F401  (puts the module's libraries on sys.path)
+from WMHDomainAdaptLogicLib.worker import (
+    WorkerProcess,
+    adapt_command,
+    failure_message,
+    library_parent,
+    parse_progress_line,
+    segment_command,
+    worker_environment,
+)
+
+from WMHDomainAdaptLib.progress import ProgressEvent
+
+
+def test_progress_line_round_trips_through_the_parser():
+    event = ProgressEvent("train", 3, 20, 41.5, {"loss": 0.2134, "val_dice": 0.61}, "it's epoch 3")
+    parsed = parse_progress_line(event.as_line())
+    assert (parsed.task, parsed.done, parsed.total, parsed.eta_seconds) == ("train", 3, 20, 41.5)
+    assert parsed.figures == {"loss": 0.2134, "val_dice": 0.61}
+    assert parsed.message == "it's epoch 3"
+
+
+@pytest.mark.parametrize("line", ["adapted model: x.safetensors", "PROGRESS garbage",
+                                  "PROGRESS task=t done=x total=2"])
+def test_other_lines_are_not_progress(line):
+    assert parse_progress_line(line) is None
+
+
+def test_commands_run_the_library_module_with_progress_lines_and_the_chosen_device(tmp_path):
+    segment = segment_command("PythonSlicer", tmp_path / "m.safetensors", tmp_path / "t1.nrrd",
+                              tmp_path / "flair.nrrd", tmp_path / "out.nrrd", tmp_path / "p.nrrd", "cpu")
+    assert segment[:4] == ["PythonSlicer", "-m", "WMHDomainAdaptLib", "segment"]
+    assert segment[segment.index("--device") + 1] == "cpu" and "--progress-lines" in segment
+    assert segment[segment.index("--prob") + 1] == str(tmp_path / "p.nrrd")
+    adapt = adapt_command("PythonSlicer", tmp_path / "m.safetensors", tmp_path / "manifest.csv",
+                          tmp_path / "new.safetensors", 4, "cuda")
+    assert adapt[adapt.index("--tune-layers") + 1] == "4" and adapt[adapt.index("--device") + 1] == "cuda"
+    with pytest.raises(ValueError, match="device must be one of"):
+        adapt_command("PythonSlicer", "m", "c", "o", "auto", "gpu")
+    with pytest.raises(ValueError, match="tuned layers"):
+        adapt_command("PythonSlicer", "m", "c", "o", 0, "cpu")
+
+
+def test_environment_makes_the_library_importable_and_cpu_hides_cuda():
+    env = worker_environment("cpu", base={"PYTHONPATH": "/elsewhere"})
+    assert env["PYTHONPATH"].split(os.pathsep) == [str(library_parent()), "/elsewhere"]
+    assert (library_parent() / "WMHDomainAdaptLib" / "__main__.py").is_file()
+    assert env["CUDA_VISIBLE_DEVICES"] == "-1" and env["PYTHONUNBUFFERED"] == "1"
+    assert "CUDA_VISIBLE_DEVICES" not in worker_environment("auto", base={})
+
+
+def test_worker_streams_stdout_and_stderr_lines_and_the_exit_code():
+    script = ("import sys; print('PROGRESS task=a done=1 total=2 percent=50.0'); "
+              "print('boom', file=sys.stderr); sys.exit(3)")
+    worker = WorkerProcess([sys.executable, "-c", script])
+    lines = []
+    assert worker.wait(lines.append, timeout=30) == 3
+    assert lines == ["PROGRESS task=a done=1 total=2 percent=50.0", "boom"] == worker.log
+
+
+def test_cancel_kills_the_whole_process_tree():
+    script = textwrap.dedent("""
+        import subprocess, sys, time
+        child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+        print(child.pid, flush=True)
+        time.sleep(60)
+    """)
+    worker = WorkerProcess([sys.executable, "-c", script])
+    lines = []
+    while not lines:
+        lines += worker.drain()
+    grandchild = int(lines[0])
+    worker.cancel()
+    assert worker.wait(timeout=10) != 0 and worker.cancelled
+    assert (not psutil.pid_exists(grandchild)
+            or psutil.Process(grandchild).status() == psutil.STATUS_ZOMBIE)
+    message = failure_message(worker.returncode, worker.log, worker.cancelled)
+    assert message == "Cancelled; nothing was changed."
+
+
+@pytest.mark.parametrize("code,log,expected", [
+    (1, ["torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2 GiB"], "Choose CPU"),
+    (2, ["wmhda adapt: error: --cases: adaptation needs at least one labelled scan (N = 0)"],
+     "--cases: adaptation needs at least one labelled scan (N = 0)"),
+    (-9, ["PROGRESS task=train done=1 total=30 percent=3.3"], "killed (signal 9)"),
+    (1, ["Traceback (most recent call last):", "ZeroDivisionError: division by zero", ""],
+     "exit code 1): ZeroDivisionError: division by zero"),
+])
+def test_failure_message_says_why_and_what_to_do(code, log, expected):
+    assert expected in failure_message(code, log)
