@@ -1,0 +1,44 @@
+"""Measured contrasts of a synthetic subject: what the domains really look like.
+
+Analytic ratios describe pure tissue; what a network sees is partial-volumed, noisy and biased.
+These medians are taken on the generated images with the tissue fractions kept by
+`generate_subject(..., keep_maps=True)`, and are what docs/benchmark.md reports.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import SimpleITK as sitk
+from scipy import ndimage as ndi
+
+from .generate import SyntheticSubject
+
+PURE = {"wm": 0.9, "gm": 0.8, "ventricles": 0.95}  # tissue fraction of a "pure" FLAIR voxel
+SMALL_LESION_MM3 = 30.0
+
+
+def _median(image: np.ndarray, mask: np.ndarray) -> float:
+    return float(np.median(image[mask])) if mask.any() else float("nan")
+
+
+def flair_contrasts(subject: SyntheticSubject) -> dict[str, float]:
+    """Median lesion/WM, GM/WM and CSF(ventricles)/WM of the FLAIR on its own grid."""
+    if not subject.maps:
+        raise ValueError("flair_contrasts needs a subject made with keep_maps=True")
+    flair = sitk.GetArrayFromImage(subject.flair).astype(np.float32)
+    label = sitk.GetArrayFromImage(subject.label) > 0
+    wm = _median(flair, (subject.maps["wm"] > PURE["wm"]) & ~label)
+    return {"lesion/wm": _median(flair, label) / wm,
+            "gm/wm": _median(flair, (subject.maps["gm"] > PURE["gm"]) & ~label) / wm,
+            "csf/wm": _median(flair, subject.maps["ventricles"] > PURE["ventricles"]) / wm}
+
+
+def t1_contrasts(subject: SyntheticSubject) -> dict[str, float]:
+    """Median lesion/WM of the T1 at 1 mm, for all lesion voxels and for lesions < 30 mm3."""
+    t1 = sitk.GetArrayFromImage(subject.t1).astype(np.float32)
+    truth = subject.maps["truth_1mm"]
+    wm = _median(t1, (subject.maps["wm_1mm"] > PURE["wm"]) & ~ndi.binary_dilation(truth, iterations=2))
+    labels, _ = ndi.label(truth, structure=np.ones((3, 3, 3)))
+    sizes = np.bincount(labels.ravel())
+    small = truth & (sizes[labels] < SMALL_LESION_MM3)
+    return {"t1 lesion/wm": _median(t1, truth) / wm, "t1 small lesion/wm": _median(t1, small) / wm}
