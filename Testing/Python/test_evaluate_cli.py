@@ -147,3 +147,17 @@ def test_a_prediction_with_another_header_is_scored_voxel_by_voxel_with_a_note(t
     captured = capsys.readouterr()
     assert "case a: the prediction's spacing/origin/direction differ" in captured.err
     assert captured.out.splitlines()[2].split()[:2] == ["a", "1.000"]
+
+
+def test_prediction_sub_folders_may_hold_a_probability_map_beside_the_mask(tmp_path, capsys):
+    write(lesion(), tmp_path / "ref" / "c1.nii.gz")
+    write(lesion(), tmp_path / "ref" / "c2.nii.gz")
+    write(lesion(1), tmp_path / "pred" / "c1" / "c1_wmh_pred.nii.gz")
+    write(lesion(), tmp_path / "pred" / "c1" / "c1_wmh_prob.nii.gz")
+    write(lesion(), tmp_path / "pred" / "c2" / "seg.nrrd")
+    write(lesion(), tmp_path / "pred" / "c2" / "c2_wmh_prob.nii.gz")
+    out = tmp_path / "m.csv"
+    assert cli.main(["evaluate", "--pred", str(tmp_path / "pred"), "--ref", str(tmp_path / "ref"),
+                     "--csv", str(out)]) == 0
+    rows = read_csv(out)
+    assert rows["c1"]["prediction"].endswith("c1_wmh_pred.nii.gz") and rows["c2"]["dsc"] == "1.0"

@@ -11,9 +11,10 @@ wrote without renaming files:
 
 A prediction for case `ID` is a file `ID.nii.gz` (any image format), `ID_<role>.nii.gz` where the
 roles are one or more of wmh, label, seg, segmentation, pred, prediction (so `segment --out-dir`'s
-`ID_wmh_pred.nii.gz` matches and its `ID_wmh_prob.nii.gz` does not), or the one such file in a
-sub-folder `ID/`. Cases without a reference label are skipped with a note; a labelled case without a
-prediction is an error, because a silently smaller test set would flatter the mean.
+`ID_wmh_pred.nii.gz` matches and its `ID_wmh_prob.nii.gz` does not), or, in a sub-folder `ID/`,
+such a file, a file named by a role alone (`segmentation.nrrd`), or the folder's only image.
+Cases without a reference label are skipped with a note; a labelled case without a prediction is
+an error, because a silently smaller test set would flatter the mean.
 """
 
 from __future__ import annotations
@@ -122,10 +123,17 @@ def predictions_in(folder: Path) -> dict[str, Path]:
     for path in _images(folder):
         found.setdefault(case_key(image_stem(path)), []).append(path)
     for sub in sorted(p for p in folder.iterdir() if p.is_dir()):
-        label = _label_in(sub, ("pred", "seg", "wmh", "label"))
-        if label is not None:
-            found.setdefault(sub.name, []).append(label)
+        found.setdefault(sub.name, []).extend(_predictions_in_case_folder(sub))
+    found = {key: paths for key, paths in found.items() if paths}
     return {key: paths[0] if len(paths) == 1 else _ambiguous(key, paths) for key, paths in found.items()}
+
+
+def _predictions_in_case_folder(folder: Path) -> list[Path]:
+    """In `ID/`: `ID.nii.gz`, `ID_wmh_pred.nii.gz`, a bare `segmentation.nii.gz`, or its only image."""
+    images = _images(folder)
+    named = [p for p in images if case_key(image_stem(p)) == folder.name
+             or ROLE_PATTERN.fullmatch("_" + image_stem(p))]
+    return named or (images if len(images) == 1 else [])
 
 
 def _ambiguous(case_id: str, paths: list[Path]) -> Path:
