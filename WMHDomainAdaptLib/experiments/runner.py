@@ -1,0 +1,153 @@
+"""Working through the run grid: train or adapt, evaluate, append one row, skip what is done.
+
+Every model but the source model is made by the same recipe, `adaptation.fine_tune` on a fixed
+patch set of the N scans with held-out-slice validation: fine-tuning the last (or first) K layers
+of the source model, and "from scratch" as K = 15 on a randomly initialised network. Scratch and
+fine-tuned runs thus differ only in their starting weights and the layers tuned (a fair
+comparison). A run's row is written atomically when it ends, so a killed experiment restarts at
+the first unfinished run; preprocessing and the source model are cached in the output folder.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ..adaptation import AdaptConfig, fine_tune
+from ..cases import PreparedCase
+from ..devices import resolve_device
+from ..errors import Cancelled, InputError
+from ..io import atomic_write
+from ..model import WMHNet
+from ..modelfile import LoadedModel
+from ..progress import CancelToken, ProgressCallback, ProgressTracker
+from .config import ExperimentConfig
+from .data import load_prepared_set
+from .evaluation import CASE_METRICS, evaluate_cases, summary_figures
+from .grid import FIRST_LAYERS, SCRATCH, RunSpec, build_grid
+from .source import obtain_source_model
+from .table import KEY_COLUMNS, RunTable
+
+RESULTS_FILE = "results.csv"
+CASES_FILE = "cases.csv"
+STATE_FILE = "experiment.json"
+RESULT_COLUMNS = KEY_COLUMNS + (
+    "seed", "test_set", "n_test", "scans", "threshold", "val_dice", "best_epoch", "epochs_run",
+    "dsc_mean", "dsc_median", "dsc_pooled", "dsc_sd", "hd95_mean", "hd95_median", "hd95_count",
+    "avd_mean", "avd_median", "recall_mean", "recall_median", "precision_mean", "precision_median",
+    "f1_mean", "f1_median", "train_s", "eval_s", "wall_s", "device", "cached_features", "finished_utc")
+CASE_COLUMNS = KEY_COLUMNS + ("case_id",) + CASE_METRICS
+
+
+@dataclass
+class Workspace:
+    """Everything a run needs, loaded once per experiment."""
+
+    config: ExperimentConfig
+    device: torch.device
+    source: LoadedModel
+    pool: list[PreparedCase]
+    tests: dict[str, list[PreparedCase]]
+    results: RunTable
+    cases: RunTable
+
+
+@dataclass
+class Trained:
+    network: torch.nn.Module
+    threshold: float
+    val_dice: float | None = None
+    best_epoch: int | None = None
+    epochs_run: int | None = None
+    cached: bool | None = None
+
+
+def check_state(out: Path, config: ExperimentConfig) -> None:
+    """Refuse to mix rows of a different recipe into an existing results folder."""
+    path = out / STATE_FILE
+    fingerprint = config.recipe_fingerprint()
+    if path.is_file():
+        recorded = json.loads(path.read_text(encoding="utf-8")).get("recipe_fingerprint")
+        if recorded != fingerprint:
+            raise InputError(out, "holds results of an experiment with other data or recipes; "
+                                  "use a new --out folder (the grid lists alone may change)")
+    state = {"name": config.name, "recipe_fingerprint": fingerprint, "config": dataclasses.asdict(config)}
+    atomic_write(path, lambda tmp: tmp.write_text(json.dumps(state, indent=1, default=str), encoding="utf-8"))
+
+
+def open_workspace(config: ExperimentConfig, root: Path, out: Path, device: str,
+                   progress: ProgressCallback | None, cancel: CancelToken | None) -> Workspace:
+    out.mkdir(parents=True, exist_ok=True)
+    check_state(out, config)
+    results, cases = RunTable(out / RESULTS_FILE, RESULT_COLUMNS), RunTable(out / CASES_FILE, CASE_COLUMNS)
+    torch_device = resolve_device(device)
+    source = obtain_source_model(config, root, out, torch_device, progress, cancel)
+    preprocessing, cache = source.preprocess_config, out / "cache"
+    pool = load_prepared_set(root, config.data.target_pool, preprocessing, cache, "target_pool",
+                             progress, cancel)
+    named = {"target_test": config.data.target_test, **config.data.reference_tests}
+    tests = {name: load_prepared_set(root, location, preprocessing, cache, name, progress, cancel)
+             for name, location in named.items()}
+    return Workspace(config, torch_device, source, pool, tests, results, cases)
+
+
+def scratch_model(source: LoadedModel, seed: int) -> LoadedModel:
+    """A randomly initialised network of the source's architecture, to go through the same recipe."""
+    torch.manual_seed(seed)
+    return LoadedModel(WMHNet(source.network.architecture), source.metadata, path=None)
+
+
+def train_run(space: Workspace, spec: RunSpec, cancel: CancelToken | None) -> Trained:
+    if spec.n_scans == 0:
+        return Trained(space.source.network, space.source.threshold)
+    scans = [space.pool[i] for i in spec.scan_indices]
+    recipe: AdaptConfig = space.config.scratch if spec.setting == SCRATCH else space.config.adapt
+    recipe = dataclasses.replace(recipe, seed=spec.seed)
+    start = scratch_model(space.source, spec.seed) if spec.setting == SCRATCH else space.source
+    network, result, threshold, cached = fine_tune(start, scans, spec.tune_layers, recipe, space.device,
+                                                   cancel=cancel, tune_first=spec.setting == FIRST_LAYERS)
+    if result.interrupted:
+        raise Cancelled(f"{spec.describe()} interrupted; it reruns on the next start")
+    return Trained(network, threshold, result.best_val_dice, result.best_epoch, result.epochs_run, cached)
+
+
+def execute(space: Workspace, spec: RunSpec, cancel: CancelToken | None) -> None:
+    """Train (or adapt) one run, evaluate it on its test set, and write its rows."""
+    began = time.monotonic()
+    trained = train_run(space, spec, cancel)
+    train_s = time.monotonic() - began
+    case_rows = evaluate_cases(trained.network, trained.threshold, space.tests[spec.test_set],
+                               space.device, cancel)
+    key = dict(zip(KEY_COLUMNS, spec.key, strict=True))
+    row = {**key, "seed": spec.seed, "test_set": spec.test_set, "n_test": len(case_rows),
+           "scans": ";".join(space.pool[i].case_id for i in spec.scan_indices),
+           "threshold": trained.threshold, "val_dice": trained.val_dice, "best_epoch": trained.best_epoch,
+           "epochs_run": trained.epochs_run, **summary_figures(case_rows), "train_s": round(train_s, 2),
+           "eval_s": round(time.monotonic() - began - train_s, 2),
+           "wall_s": round(time.monotonic() - began, 2), "device": str(space.device),
+           "cached_features": trained.cached,
+           "finished_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
+    space.cases.replace_run(spec.key, [{**key, **case} for case in case_rows])
+    space.results.replace_run(spec.key, [row])
+
+
+def run_experiment(config: ExperimentConfig, root: str | Path, out: str | Path, device: str = "auto",
+                   progress: ProgressCallback | None = None, cancel: CancelToken | None = None) -> Path:
+    """Run every unfinished run of the grid; returns the results CSV. Safe to call again."""
+    out = Path(out)
+    space = open_workspace(config, Path(root), out, device, progress, cancel)
+    grid = build_grid(config, len(space.pool))
+    finished = space.results.keys()
+    pending = [spec for spec in grid if spec.key not in finished]
+    tracker = ProgressTracker("runs", len(pending), progress, cancel)
+    for index, spec in enumerate(pending):
+        execute(space, spec, cancel)
+        done = len(grid) - len(pending) + index + 1
+        tracker.update(index + 1, f"{spec.describe()} ({done}/{len(grid)} runs in the grid)")
+    return out / RESULTS_FILE
