@@ -22,7 +22,7 @@ import SimpleITK as sitk
 from WMHDomainAdaptLib.io import read_image, write_image
 
 from .adaptation_set import AdaptationSet, check_overlap
-from .registry import ModelRegistry, read_header_metadata
+from .registry import ModelRegistry, publish_model, read_header_metadata
 from .segmentation import (
     LesionStatistics,
     create_wmh_segmentation,
@@ -177,16 +177,19 @@ def prepare_adapt(adaptation_set: AdaptationSet, model_path, python: str, workdi
     return AdaptJob(parent, workdir, output, command, worker_environment(device), n_cases, list(extra))
 
 
-def finish_adapt(job: AdaptJob, registry: ModelRegistry) -> Path:
-    """Validate and register the new model; returns its path in the user's model folder."""
+def finish_adapt(job: AdaptJob, registry: ModelRegistry | None, out: Path | None = None) -> Path:
+    """Validate the new model and register it (or, for batch runs, move it to `out`, a new file)."""
     if not job.output.is_file():
         raise RuntimeError("the worker reported success but wrote no model file; nothing was changed")
+    if out is not None:
+        return publish_model(job.output, [out])
     return registry.register(job.output, job.parent)
 
 
-def adapt_model(adaptation_set: AdaptationSet, model_path, registry: ModelRegistry, python: str,
+def adapt_model(adaptation_set: AdaptationSet, model_path, registry: ModelRegistry | None, python: str,
                 tune_layers: int | str = "auto", device: str = "auto", extra: Sequence[str] = (),
-                on_line: Callable[[str], None] | None = None, keep_files: bool = False) -> Path:
+                on_line: Callable[[str], None] | None = None, keep_files: bool = False,
+                out: Path | None = None) -> Path:
     """Blocking Adapt model: the same steps the widget runs in the background."""
     workdir = new_workdir("adapt")
     try:
@@ -194,7 +197,7 @@ def adapt_model(adaptation_set: AdaptationSet, model_path, registry: ModelRegist
         worker = WorkerProcess(job.command, job.env, cwd=workdir)
         worker.wait(on_line)
         check_worker_result(worker, workdir if keep_files else None)
-        return finish_adapt(job, registry)
+        return finish_adapt(job, registry, out)
     finally:
         if not keep_files:
             shutil.rmtree(workdir, ignore_errors=True)

@@ -108,25 +108,33 @@ class ModelRegistry:
 
     def register(self, produced: str | Path, parent: str | Path, now: dt.datetime | None = None) -> Path:
         """Validate a freshly adapted model and move it into the user folder under a new name."""
-        from WMHDomainAdaptLib.modelfile import read_metadata  # full validation (imports torch)
-
-        produced = Path(produced)
-        read_metadata(produced)
-        self.user_folder.mkdir(parents=True, exist_ok=True)
         base = self.new_name(parent, now)
-        partial = self.user_folder / f".{base}.partial"
+        suffixes = [""] + [f"_{n}" for n in range(2, 1000)]
+        candidates = (self.user_folder / f"{base}{suffix}{MODEL_SUFFIX}" for suffix in suffixes)
+        return publish_model(produced, candidates)
+
+
+def publish_model(produced: str | Path, targets) -> Path:
+    """Validate `produced` fully, then move it to the first of `targets` that does not exist yet.
+
+    The copy lands under a hidden name in the target folder first and is then hard-linked into
+    place, which fails instead of replacing a file that appeared in the meantime.
+    """
+    from WMHDomainAdaptLib.modelfile import read_metadata  # full validation (imports torch)
+
+    produced = Path(produced)
+    read_metadata(produced)
+    for target in targets:
+        target = Path(target)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.parent / f".{target.name}.partial"
         shutil.copyfile(produced, partial)
         try:
-            for number in range(1, 1000):
-                target = self.user_folder / f"{base}{'' if number == 1 else f'_{number}'}{MODEL_SUFFIX}"
-                try:
-                    os.link(partial, target)  # fails instead of replacing an existing file
-                    break
-                except FileExistsError:
-                    continue
-            else:
-                raise RuntimeError(f"no free file name for {base} in {self.user_folder}")
+            os.link(partial, target)
+        except FileExistsError:
+            continue
         finally:
             partial.unlink(missing_ok=True)
         produced.unlink(missing_ok=True)
         return target
+    raise FileExistsError(f"{produced.name}: every target name is taken; nothing was overwritten")

@@ -122,3 +122,18 @@ def same_grid_as_node(image: sitk.Image, volume_node, tolerance: float = 1e-4) -
             and np.allclose(image.GetSpacing(), spacing, atol=tolerance)
             and np.allclose(image.GetOrigin(), origin, atol=tolerance)
             and np.allclose(image.GetDirection(), direction, atol=tolerance))
+
+
+def load_volume(scene, path, name: str | None = None, labelmap: bool = False):
+    """Read an image file through Slicer's volume storage node, as Slicer's Add Data does."""
+
+    node = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode" if labelmap else "vtkMRMLScalarVolumeNode",
+                                   name or scene.GenerateUniqueName("volume"))
+    storage = scene.AddNewNodeByClass("vtkMRMLVolumeArchetypeStorageNode")
+    storage.SetFileName(str(path))
+    if not storage.ReadData(node):
+        scene.RemoveNode(node)
+        scene.RemoveNode(storage)
+        raise ValueError(f"{path}: Slicer cannot read this volume")
+    node.SetAndObserveStorageNodeID(storage.GetID())
+    return node

@@ -14,8 +14,10 @@ import ast
 import os
 import queue
 import re
+import shutil
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -26,6 +28,12 @@ from WMHDomainAdaptLib.progress import ProgressEvent
 DEVICES = ("auto", "cuda", "cpu")
 _FIELD = re.compile(r"""(\w+)=('(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*"|\S+)""")
 _OUT_OF_MEMORY = re.compile(r"out of memory|OutOfMemoryError|CUBLAS_STATUS_ALLOC_FAILED", re.IGNORECASE)
+
+
+def default_python() -> str:
+    """PythonSlicer inside Slicer (the launcher puts it on PATH); this interpreter elsewhere."""
+    found = shutil.which("PythonSlicer")
+    return found or sys.executable
 
 
 def library_parent() -> Path:
