@@ -36,7 +36,8 @@ class SyntheticSubject:
     """A subject's images (T1 1 mm, FLAIR and its WMH label on the domain grid) and provenance.
 
     `maps` (only with keep_maps=True) holds tissue fractions on the FLAIR grid ("wm", "gm",
-    "ventricles") and the 1 mm truth and WM ("truth_1mm", "wm_1mm"), for measuring contrasts."""
+    "ventricles") and, at 1 mm, the truth, the WM and the lesions' T1 darkening ("truth_1mm",
+    "wm_1mm", "t1_darkening_1mm"), for measuring contrasts."""
 
     subject_id: str
     t1: sitk.Image
@@ -138,7 +139,8 @@ def generate_subject(domain: str | Domain, seed: int, subject_id: str = "sub000"
         maps = {"wm": _project(anatomy.wm * (1 - lesions.fraction), label_operators),
                 "gm": _project(anatomy.gm, label_operators),
                 "ventricles": _project(anatomy.ventricles, label_operators),
-                "truth_1mm": lesions.truth, "wm_1mm": anatomy.wm}
+                "truth_1mm": lesions.truth, "wm_1mm": anatomy.wm,
+                "t1_darkening_1mm": lesions.t1_darkening}
     return SyntheticSubject(
         subject_id=subject_id,
         t1=_image(t1, (1.0, 1.0, 1.0), template, grid),

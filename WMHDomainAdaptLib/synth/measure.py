@@ -34,11 +34,18 @@ def flair_contrasts(subject: SyntheticSubject) -> dict[str, float]:
 
 
 def t1_contrasts(subject: SyntheticSubject) -> dict[str, float]:
-    """Median lesion/WM of the T1 at 1 mm, for all lesion voxels and for lesions < 30 mm3."""
+    """T1 lesion contrast at 1 mm.
+
+    "t1 lesion/wm" compares lesion voxels with pure WM on the image, so it also holds where
+    lesions sit (periventricular WM is darker on the T1 with or without lesions); "t1 lesion
+    darkening" and "t1 small lesion darkening" are the median of T1(with lesion) / T1(without)
+    over all lesion voxels and over lesions under 30 mm3: the lesion's own T1 cue."""
     t1 = sitk.GetArrayFromImage(subject.t1).astype(np.float32)
     truth = subject.maps["truth_1mm"]
     wm = _median(t1, (subject.maps["wm_1mm"] > PURE["wm"]) & ~ndi.binary_dilation(truth, iterations=2))
     labels, _ = ndi.label(truth, structure=np.ones((3, 3, 3)))
     sizes = np.bincount(labels.ravel())
     small = truth & (sizes[labels] < SMALL_LESION_MM3)
-    return {"t1 lesion/wm": _median(t1, truth) / wm, "t1 small lesion/wm": _median(t1, small) / wm}
+    own = 1.0 - subject.maps["t1_darkening_1mm"]
+    return {"t1 lesion/wm": _median(t1, truth) / wm, "t1 lesion darkening": _median(own, truth),
+            "t1 small lesion darkening": _median(own, small)}
