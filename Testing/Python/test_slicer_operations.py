@@ -68,6 +68,7 @@ def test_segment_through_the_worker_equals_the_library_result_on_the_flair_grid(
     np.testing.assert_array_equal(mask, sitk.GetArrayFromImage(expected.mask))
     assert result.statistics.count == expected.lesion_count
     assert result.statistics.volume_ml == pytest.approx(expected.lesion_volume_ml)
+    assert result.probability_node.GetDisplayNode() is not None
     np.testing.assert_allclose(arrayFromVolume(result.probability_node),
                                sitk.GetArrayFromImage(expected.probability), atol=1e-4)
 

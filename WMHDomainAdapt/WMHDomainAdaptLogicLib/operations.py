@@ -130,6 +130,8 @@ def finish_segment(scene, job: SegmentJob, segmentation_node=None, probability_n
             name = scene.GenerateUniqueName(f"{job.flair_node.GetName()} WMH probability")
             probability_node = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", name)
         update_volume_on_grid_of(probability_node, probability, job.flair_node)
+        if probability_node.GetDisplayNode() is None:
+            probability_node.CreateDefaultDisplayNodes()
         place_in_study_of(scene, probability_node, job.flair_node)
     return SegmentResult(segmentation_node, probability_node,
                          lesion_statistics(mask, mask_image.GetSpacing()))
