@@ -26,22 +26,8 @@ from .model import DEPTH, State, WMHNet
 from .modelfile import LoadedModel, build_metadata, file_sha256, load_model, save_model
 from .patches import PatchSampler
 from .progress import CancelToken, ProgressCallback
+from .recommendation import TUNE_LAYERS_BY_SCANS, recommended_tune_layers  # noqa: F401  (re-export)
 from .training import TrainConfig, TrainResult, fit, pooled_dice, seed_everything
-
-# Best number of tuned layers K by number of labelled target scans N (upper bounds of N).
-# Provisional until the experiment grid (docs/results) measures it; see `recommended_tune_layers`.
-TUNE_LAYERS_BY_SCANS = ((1, 2), (2, 3), (5, 5), (10, 8), (10**9, 15))
-
-
-def recommended_tune_layers(n_cases: int) -> tuple[int, str]:
-    """K for N scans: few scans tune only the last layers, more scans tune deeper (the paper)."""
-    if n_cases < 1:
-        raise InputError("--cases", "adaptation needs at least one labelled scan")
-    for max_scans, layers in TUNE_LAYERS_BY_SCANS:
-        if n_cases <= max_scans:
-            return layers, (f"{n_cases} labelled scan(s): tune the last {layers} of {DEPTH} layers "
-                            f"(rule for N <= {max_scans}; few scans -> only the last layers)")
-    raise AssertionError("unreachable")
 
 
 @dataclass

@@ -17,21 +17,30 @@ from .errors import Cancelled, InputError
 COMMAND_MODULES = ("synth", "evaluate", "train", "segment", "adapt", "experiment", "bench", "demo")
 
 
-def _load_commands():
-    for name in COMMAND_MODULES:
-        try:
-            yield importlib.import_module(f".commands.{name}", __package__)
-        except ModuleNotFoundError as error:
-            if error.name != f"{__package__}.commands.{name}":
-                raise
+def _import(name: str):
+    return importlib.import_module(f".commands.{name}", __package__)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The parser; with `only`, just that sub-command is imported (fast start, fewer dependencies).
+
+    Command modules may need optional extras (matplotlib for `experiment`); a command whose import
+    fails is still listed, with the reason, so the others keep working (e.g. in Slicer's Python).
+    """
     parser = argparse.ArgumentParser(
         prog="wmhda", description="WMH segmentation on T1 + FLAIR and few-shot protocol adaptation.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in _load_commands():
+    for name in COMMAND_MODULES:
+        if only is not None and name != only:
+            continue
+        try:
+            module = _import(name)
+        except ImportError as error:
+            if only is not None:
+                raise
+            subparsers.add_parser(name, help=f"(unavailable here: {error})")
+            continue
         sub = subparsers.add_parser(module.NAME, help=module.HELP, description=module.HELP)
         module.add_arguments(sub)
         sub.set_defaults(run=module.run)
@@ -39,7 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    command = next((word for word in argv if not word.startswith("-")), None)
+    args = build_parser(command if command in COMMAND_MODULES else None).parse_args(argv)
     try:
         return int(args.run(args) or 0)
     except InputError as error:

@@ -112,9 +112,6 @@ BLOCKER = textwrap.dedent("""
 """)
 
 
-@pytest.mark.xfail(strict=True, reason="WMHDomainAdaptLib.cli imports every command at start-up: "
-                   "experiments.plots imports matplotlib and commands.bench imports the POSIX-only "
-                   "`resource`; the library owner is asked to import them lazily")
 @pytest.mark.parametrize("command", ["segment", "adapt"])
 def test_worker_commands_start_in_a_python_without_the_optional_extras(command):
     worker = WorkerProcess([sys.executable, "-c", BLOCKER, command, "--help"], worker_environment("cpu"))

@@ -210,7 +210,7 @@ def tune_layers_recommendation(n_cases: int) -> tuple[int | None, str]:
     if n_cases < 1:
         return None, "add at least one corrected case"
     try:
-        from WMHDomainAdaptLib.adaptation import recommended_tune_layers  # imports torch
+        from WMHDomainAdaptLib.recommendation import recommended_tune_layers
     except ImportError:
         return None, "install PyTorch to see the recommendation (auto is used)"
     return recommended_tune_layers(n_cases)

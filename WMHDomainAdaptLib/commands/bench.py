@@ -8,7 +8,6 @@ Peak memory is the process's maximum resident set size.
 from __future__ import annotations
 
 import argparse
-import resource
 import sys
 import tempfile
 import time
@@ -40,6 +39,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def peak_rss_mb() -> float:
+    """Peak resident memory of this process (NaN where the `resource` module is missing: Windows)."""
+    try:
+        import resource
+    except ImportError:
+        return float("nan")
     scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss is bytes on macOS, KiB on Linux
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2**20
 
