@@ -38,6 +38,15 @@ def config_dict(**changes) -> dict:
     return data
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Two torch threads on two cores shared with other jobs run ~30x slower than one."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def phantom_root(tmp_path_factory):
     root = tmp_path_factory.mktemp("two_domains")
@@ -106,6 +115,7 @@ BAD_CONFIGS = [
     (lambda d: d | {"first_layers": {"n_scans": [2]}}, "first_layers"),
     (lambda d: d | {"preprocess": {"n5": True}}, "preprocess"),
     (lambda d: d | {"name": ""}, "name"),
+    (lambda d: d | {"max_test_cases": 0}, "max_test_cases"),
     (lambda d: {k: v for k, v in d.items() if k != "data"}, "data"),
     (lambda d: d | {"data": {**d["data"], "target_test": ""}}, "target_test"),
     (lambda d: d | {"data": {**d["data"], "test": "x.csv"}}, "test"),
@@ -286,6 +296,18 @@ def test_proposed_rule_follows_the_measured_best_layers_and_never_decreases():
 def test_built_in_config_without_data_folder_exits_with_a_usage_error(tmp_path, capsys):
     assert main(["experiment", "--config", "small", "--out", str(tmp_path / "r")]) == 2
     assert "--data" in capsys.readouterr().err
+
+
+def test_source_model_option_replaces_source_training_and_test_sets_can_be_capped(phantom_root, tmp_path):
+    config = tmp_path / "capped.json"
+    data = config_dict(n_scans=[1], tune_layers=[1], first_layers={}, max_test_cases=1)
+    config.write_text(json.dumps(data))
+    out = tmp_path / "out"
+    assert main(["experiment", "--config", str(config), "--data", str(phantom_root), "--out", str(out),
+                 "--device", "cpu", "--source-model", str(phantom_root / "source.safetensors")]) == 0
+    rows = read_rows(out / "results.csv")
+    assert not (out / "source_model.safetensors").exists()
+    assert {r["n_test"] for r in rows} == {"1"} and len(rows) == 4
 
 
 def test_report_only_rebuilds_the_report_from_the_table(finished, capsys):

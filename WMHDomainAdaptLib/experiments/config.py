@@ -59,11 +59,13 @@ class ExperimentConfig:
     source_training: TrainConfig = field(default_factory=TrainConfig)
     adapt: AdaptConfig = field(default_factory=AdaptConfig)
     scratch: AdaptConfig = field(default_factory=AdaptConfig)  # same recipe unless overridden
+    max_test_cases: int | None = None  # evaluate on the first M test cases only (CPU budgets)
     description: str = ""
 
     def recipe_fingerprint(self) -> str:
         """Hash of what makes rows comparable; the grid lists may grow on a resumed run."""
         recipe = {"data": dataclasses.asdict(self.data), "seed": self.seed,
+                  "max_test_cases": self.max_test_cases,
                   "preprocess": self.preprocess.to_dict(),
                   "source_training": dataclasses.asdict(self.source_training),
                   "adapt": dataclasses.asdict(self.adapt), "scratch": dataclasses.asdict(self.scratch)}
@@ -148,6 +150,9 @@ def parse_config(data: dict, source: str | Path | None = None) -> ExperimentConf
     if draws < 1:
         raise _fail(source, "draws", f"must be at least 1, got {draws}")
     adapt = _dataclass_from(source, "adapt", AdaptConfig, data.get("adapt", {}))
+    max_test = data.get("max_test_cases")
+    if max_test is not None and (_typed(source, "max_test_cases", max_test, int) < 1):
+        raise _fail(source, "max_test_cases", f"must be at least 1 (or null for all), got {max_test}")
     first = data.get("first_layers", {})
     _check_keys(source, "first_layers", first, ("n_scans", "tune_layers"))
     if first and set(first) != {"n_scans", "tune_layers"}:
@@ -169,7 +174,12 @@ def parse_config(data: dict, source: str | Path | None = None) -> ExperimentConf
         source_training=_dataclass_from(source, "source_training", TrainConfig,
                                         data.get("source_training", {})),
         adapt=adapt, scratch=_dataclass_from(source, "scratch", AdaptConfig, data.get("scratch", {}), adapt),
-        description=str(data.get("description", "")))
+        max_test_cases=max_test, description=str(data.get("description", "")))
+
+
+def with_source_model(config: ExperimentConfig, path: str) -> ExperimentConfig:
+    """The config with a ready source model file instead of training one (e.g. `--source-model`)."""
+    return dataclasses.replace(config, data=dataclasses.replace(config.data, source_model=str(path)))
 
 
 def built_in_path(name: str) -> Path:

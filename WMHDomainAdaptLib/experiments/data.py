@@ -97,7 +97,9 @@ def resolve_dataset(root: Path, location: str) -> Path:
 
 def load_prepared_set(root: Path, location: str, config: PreprocessConfig, cache_root: Path, name: str,
                       progress: ProgressCallback | None = None,
-                      cancel: CancelToken | None = None) -> list[PreparedCase]:
-    """A named dataset (manifest or folder under `root`), preprocessed and cached under its name."""
-    cases = load_cases(resolve_dataset(root, location))
+                      cancel: CancelToken | None = None, limit: int | None = None) -> list[PreparedCase]:
+    """A named dataset (manifest or folder under `root`), preprocessed and cached under its name.
+
+    `limit` keeps the first cases of the manifest only (a CPU budget for test sets)."""
+    cases = load_cases(resolve_dataset(root, location))[:limit]
     return prepare_cached(cases, config, cache_root / name, f"prep {name}", progress, cancel)

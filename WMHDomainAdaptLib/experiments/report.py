@@ -12,14 +12,17 @@ from pathlib import Path
 
 from ..adaptation import TUNE_LAYERS_BY_SCANS, recommended_tune_layers
 from ..io import atomic_write
+from ..modelfile import read_metadata
 from .aggregate import Cell, Summary, number, proposed_table, summarize_rows
 from .findings import all_findings
 from .grid import FINETUNE, FIRST_LAYERS
 from .plots import LAYERS_FIGURE, SCANS_FIGURE, write_plots
 from .runner import RESULTS_FILE, STATE_FILE
+from .source import SOURCE_MODEL_FILE
 from .table import read_rows
 
 REPORT_FILE = "report.md"
+SMALL_TEST_SET = 20  # DATA.md: 4-8 test subjects proved too noisy
 
 
 def _f(value: float, digits: int = 3) -> str:
@@ -97,7 +100,14 @@ def findings_section(summary: Summary) -> list[str]:
     return lines
 
 
-def time_section(summary: Summary, state: dict) -> list[str]:
+def source_training_seconds(folder: Path) -> float | None:
+    path = folder / SOURCE_MODEL_FILE
+    if not path.is_file():
+        return None
+    return number(read_metadata(path).get("training", {}).get("seconds"))
+
+
+def time_section(summary: Summary, folder: Path) -> list[str]:
     by_setting: dict[str, float] = {}
     for row in summary.rows:
         by_setting[row["setting"]] = by_setting.get(row["setting"], 0.0) + number(row["wall_s"])
@@ -105,9 +115,26 @@ def time_section(summary: Summary, state: dict) -> list[str]:
     rows = [[setting, str(sum(r["setting"] == setting for r in summary.rows)), f"{seconds:.0f}"]
             for setting, seconds in sorted(by_setting.items())]
     total = sum(by_setting.values())
+    source = source_training_seconds(folder)
+    trained = ("" if source is None else
+               f" Training the source model (with its preprocessing) took {source:.0f} s.")
     return ["## Time", "", f"Device(s): {', '.join(devices)}. Run time (training + evaluation, not "
-            f"preprocessing or source training): {total:.0f} s in all.", ""] + _table(
+            f"preprocessing): {total:.0f} s in all.{trained}", ""] + _table(
         ["setting", "runs", "seconds"], rows)
+
+
+def scratch_overrides(config: dict) -> str:
+    adapt, scratch = config.get("adapt", {}), config.get("scratch", {})
+    changed = [f"{key} = {value}" for key, value in scratch.items() if adapt.get(key) != value]
+    return ("the scratch runs change " + ", ".join(changed)) if changed else "no scratch-only changes"
+
+
+def test_size_note(summary: Summary) -> list[str]:
+    sizes = {int(r["n_test"]) for r in summary.rows if r["test_set"] == "target_test"}
+    if sizes and min(sizes) < SMALL_TEST_SET:
+        return [f"The target test set holds {min(sizes)} cases: with fewer than {SMALL_TEST_SET}, one "
+                "case can move a mean Dice a lot, so read the median and pooled Dice too.", ""]
+    return []
 
 
 def header(summary: Summary, state: dict) -> list[str]:
@@ -121,9 +148,10 @@ def header(summary: Summary, state: dict) -> list[str]:
             f"{adapt.get('epochs')} epochs (patience {adapt.get('patience')}) on "
             f"{adapt.get('patches_per_case')} fixed patches of {adapt.get('patch_size')} px per scan, "
             f"learning rate {adapt.get('learning_rate')}.",
-            "", "\"Scratch\" is the same fine-tuning recipe with K = 15 on a randomly initialised network "
-            "(scratch overrides: see experiment.json), on the same scans, seed and patch set as the "
-            "fine-tuned runs of that draw: the comparison differs only in the starting weights.", ""]
+            "", "\"Scratch\" is the same fine-tuning recipe with K = 15 on a randomly initialised network, "
+            "on the same scans, seed and patch set as the fine-tuned runs of that draw, so the comparison "
+            f"differs only in the starting weights ({scratch_overrides(config)}).",
+            ""] + test_size_note(summary)
 
 
 def build_report(folder: Path) -> str:
@@ -134,7 +162,7 @@ def build_report(folder: Path) -> str:
                 layers_section(summary, FINETUNE, "Dice vs the number of tuned last layers K"),
                 [f"![Dice vs K]({LAYERS_FIGURE})"],
                 layers_section(summary, FIRST_LAYERS, "The alternative: tuning the first K layers"),
-                recommendation_section(summary), findings_section(summary), time_section(summary, state)]
+                recommendation_section(summary), findings_section(summary), time_section(summary, folder)]
     return "\n".join(line for section in sections for line in section + [""])
 
 

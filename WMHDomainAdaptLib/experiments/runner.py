@@ -92,7 +92,8 @@ def open_workspace(config: ExperimentConfig, root: Path, out: Path, device: str,
     pool = load_prepared_set(root, config.data.target_pool, preprocessing, cache, "target_pool",
                              progress, cancel)
     named = {"target_test": config.data.target_test, **config.data.reference_tests}
-    tests = {name: load_prepared_set(root, location, preprocessing, cache, name, progress, cancel)
+    tests = {name: load_prepared_set(root, location, preprocessing, cache, name, progress, cancel,
+                                     limit=config.max_test_cases)
              for name, location in named.items()}
     return Workspace(config, torch_device, source, pool, tests, results, cases)
 
