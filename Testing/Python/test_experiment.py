@@ -4,15 +4,17 @@ import copy
 import json
 import math
 
+import numpy as np
 import pytest
 import torch
 from phantom import write_phantom_case
 
 from WMHDomainAdaptLib.cli import main
-from WMHDomainAdaptLib.dataset import write_manifest
+from WMHDomainAdaptLib.dataset import load_cases, write_manifest
 from WMHDomainAdaptLib.errors import InputError
 from WMHDomainAdaptLib.experiments.aggregate import proposed_table, summarize_rows
 from WMHDomainAdaptLib.experiments.config import BUILT_IN, load_config, parse_config
+from WMHDomainAdaptLib.experiments.data import prepare_cached
 from WMHDomainAdaptLib.experiments.findings import FAILS, HOLDS, all_findings
 from WMHDomainAdaptLib.experiments.grid import FINETUNE, SCRATCH, SOURCE, build_grid
 from WMHDomainAdaptLib.experiments.report import write_report
@@ -141,6 +143,19 @@ def test_config_file_with_broken_json_names_the_line(tmp_path):
 def test_missing_config_file_lists_the_built_in_ones(tmp_path):
     with pytest.raises(InputError, match="tiny, small, full"):
         load_config(tmp_path / "nowhere.json")
+
+
+def test_cached_cases_are_reused_and_remade_when_preprocessing_changes(phantom_root, tmp_path):
+    cases = load_cases(phantom_root / "target_test" / "manifest.csv")
+    first = prepare_cached(cases, PreprocessConfig(n4=False), tmp_path)
+    stamps = sorted(p.stat().st_mtime_ns for p in tmp_path.glob("*.npz"))
+    again = prepare_cached(cases, PreprocessConfig(n4=False), tmp_path)
+    assert sorted(p.stat().st_mtime_ns for p in tmp_path.glob("*.npz")) == stamps
+    assert all(np.array_equal(a.image, b.image) and np.array_equal(a.label, b.label)
+               for a, b in zip(first, again, strict=True))
+    assert again[0].spacing_xyz == first[0].spacing_xyz
+    remade = prepare_cached(cases, PreprocessConfig(n4=False, clip=1.0), tmp_path)
+    assert remade[0].image.max() <= 1.0 < first[0].image.max()
 
 
 # --- the grid --------------------------------------------------------------------------------

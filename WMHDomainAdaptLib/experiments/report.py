@@ -60,7 +60,8 @@ def scans_section(summary: Summary) -> list[str]:
     return ["## Dice on the target test set vs the number of target scans N", "",
             f"![Dice vs N]({SCANS_FIGURE})", "",
             "Mean over draws of each run's mean Dice ± SD over draws; median and pooled Dice are also "
-            "averaged over draws.", ""] + _table(
+            "averaged over draws. The best K is picked on the test set itself, so the fine-tuned column "
+            "is slightly optimistic; the K-by-N table below shows every K.", ""] + _table(
         ["N", "scratch", "scratch median", "scratch pooled", "best K", "fine-tuned (best K)",
          "fine-tuned median", "fine-tuned pooled", "draws"], rows)
 
