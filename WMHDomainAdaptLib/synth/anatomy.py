@@ -68,9 +68,7 @@ def deformation(template: Template, grid: Grid, rng: np.random.Generator,
     coarse = tuple(coarse_size(n, COARSE_STEP) for n in grid.shape)
     axes = [np.arange(c) * COARSE_STEP + s for c, s in zip(coarse, grid.start, strict=True)]
     points = np.stack(np.meshgrid(*axes, indexing="ij")).reshape(3, -1).astype(float)
-    brain = np.argwhere(template.brain > 0)
-    box_low, box_high = brain.min(0).astype(float), brain.max(0).astype(float)
-    centre = (box_low + box_high) / 2
+    box_low, box_high, centre = template.brain_low, template.brain_high, template.brain_centre
     matrix, shift, info = _affine_part(rng)
     source = matrix @ (points - centre[:, None]) + centre[:, None] + shift[:, None]
     displacement, info["elastic_max_mm"] = _elastic_part(rng, points, box_low, box_high - box_low)

@@ -83,12 +83,12 @@ SOURCE = Domain(
 
 TARGET = Domain(
     name="target",
-    description="3D variable-flip-angle FLAIR 6000/TEeq 100/1800 ms, 1x1.2x3 mm, smoothing "
+    description="3D variable-flip-angle FLAIR 6000/TEeq 110/1800 ms, 1x1.2x3 mm, smoothing "
                 "reconstruction filter, soft-knee intensity response, CSF-flow artefacts, "
                 "MPRAGE-like T1 with stronger GM/WM contrast",
     flair_spacing=(1.0, 1.2, 3.0),
     slice_thickness=(3.0, 3.0),
-    sequence=FlairSequence("3d-vfa", tr_ms=6000.0, te_ms=100.0, ti_ms=1800.0, readout_ms=800.0),
+    sequence=FlairSequence("3d-vfa", tr_ms=6000.0, te_ms=110.0, ti_ms=1800.0, readout_ms=800.0),
     snr=(10.0, 16.0),
     bias_sigma=0.15,
     psf_sigma_mm=0.4,

@@ -36,8 +36,8 @@ class SyntheticSubject:
     """A subject's images (T1 1 mm, FLAIR and its WMH label on the domain grid) and provenance.
 
     `maps` (only with keep_maps=True) holds tissue fractions on the FLAIR grid ("wm", "gm",
-    "ventricles") and, at 1 mm, the truth, the WM and the lesions' T1 darkening ("truth_1mm",
-    "wm_1mm", "t1_darkening_1mm"), for measuring contrasts."""
+    "ventricles") and, at 1 mm, the truth, WM, GM and the lesions' T1 darkening ("truth_1mm",
+    "wm_1mm", "gm_1mm", "t1_darkening_1mm"), for measuring contrasts."""
 
     subject_id: str
     t1: sitk.Image
@@ -81,17 +81,19 @@ def _image(array: np.ndarray, spacing: tuple[float, float, float], template: Tem
 
 def _axes_mm(template: Template, grid: Grid, spacing_zyx: tuple[float, float, float]):
     """Voxel centres along z, y, x in mm relative to the brain's centre (for the bias field)."""
-    centre = np.argwhere(template.brain > 0).mean(0)
     axes = []
-    for n, start, spacing, c in zip(grid.shape, grid.start, spacing_zyx, centre, strict=True):
+    for n, start, spacing, c in zip(grid.shape, grid.start, spacing_zyx, template.brain_centre,
+                                    strict=True):
         count = int(np.floor(n / spacing + 1e-6))
         axes.append(start - 0.5 + spacing / 2 + np.arange(count) * spacing - c)
     return tuple(axes)
 
 
 def _wm_share(template: Template, grid: Grid) -> float:
+    if grid.shape == template.shape:
+        return 1.0
     box = tuple(slice(s, s + n) for s, n in zip(grid.start, grid.shape, strict=True))
-    return float(template.wm[box].sum() / template.wm.sum())
+    return float(template.wm[box].sum(dtype=np.float64) / template.wm.sum(dtype=np.float64))
 
 
 def generate_subject(domain: str | Domain, seed: int, subject_id: str = "sub000",
@@ -139,7 +141,7 @@ def generate_subject(domain: str | Domain, seed: int, subject_id: str = "sub000"
         maps = {"wm": _project(anatomy.wm * (1 - lesions.fraction), label_operators),
                 "gm": _project(anatomy.gm, label_operators),
                 "ventricles": _project(anatomy.ventricles, label_operators),
-                "truth_1mm": lesions.truth, "wm_1mm": anatomy.wm,
+                "truth_1mm": lesions.truth, "wm_1mm": anatomy.wm, "gm_1mm": anatomy.gm,
                 "t1_darkening_1mm": lesions.t1_darkening}
     return SyntheticSubject(
         subject_id=subject_id,

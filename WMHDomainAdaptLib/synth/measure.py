@@ -11,6 +11,9 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage as ndi
 
+from .acquisition import soft_knee
+from .contrast import analytic_ratios
+from .domains import Domain
 from .generate import SyntheticSubject
 
 PURE = {"wm": 0.9, "gm": 0.8, "ventricles": 0.95}  # tissue fraction of a "pure" FLAIR voxel
@@ -49,3 +52,14 @@ def t1_contrasts(subject: SyntheticSubject) -> dict[str, float]:
     own = 1.0 - subject.maps["t1_darkening_1mm"]
     return {"t1 lesion/wm": _median(t1, truth) / wm, "t1 lesion darkening": _median(own, truth),
             "t1 small lesion darkening": _median(own, small)}
+
+
+def protocol_ratios(domain: Domain) -> dict[str, float]:
+    """Pure-tissue ratios of mid-range tissues after the protocol's intensity response (at the
+    middle of its knee range): what the protocol does before partial volume, blur and noise."""
+    ratios = analytic_ratios(domain.sequence)
+    if domain.response_knee is None:
+        return ratios
+    knee = float(np.mean(domain.response_knee))
+    wm = float(soft_knee(np.float32(1.0), knee))
+    return {name: float(soft_knee(np.float32(value), knee)) / wm for name, value in ratios.items()}

@@ -53,6 +53,13 @@ class Template:
     deep_wm: np.ndarray  # 1 where a deep lesion may be centred (WM > 0.9, away from cortex)
     atrophy: np.ndarray  # (3, z, y, x): e^(-d_v/15) * grad d_v, the ventricular enlargement field
     affine_ras: np.ndarray  # 4x4, voxel (i=x, j=y, k=z) -> RAS mm
+    brain_low: np.ndarray  # (z, y, x) first and last brain voxel, and the box's centre
+    brain_high: np.ndarray
+    ventricle_centre: np.ndarray  # (z, y, x) mean ventricle voxel
+
+    @property
+    def brain_centre(self) -> np.ndarray:
+        return (self.brain_low + self.brain_high) / 2
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -130,8 +137,11 @@ def load_template() -> Template:
     cortex = (gm > 0.5) | ((csf > 0.5) & ~ventricles) | (brain < 0.5)
     distance_c = ndi.distance_transform_edt(~cortex)
     deep_wm = ((wm > 0.9) & (distance_c > DEEP_WM_MIN_CORTEX_MM)).astype(np.float32)
+    inside = np.argwhere(brain > 0)
     return Template(t1=t1, gm=gm, wm=wm, brain=brain, ventricles=ventricles.astype(np.float32),
-                    deep_wm=deep_wm, atrophy=_atrophy_field(distance_v), affine_ras=affine)
+                    deep_wm=deep_wm, atrophy=_atrophy_field(distance_v), affine_ras=affine,
+                    brain_low=inside.min(0).astype(float), brain_high=inside.max(0).astype(float),
+                    ventricle_centre=np.argwhere(ventricles).mean(0))
 
 
 @dataclass(frozen=True)
@@ -157,12 +167,11 @@ def grid_for(template: Template, fov: FieldOfView) -> Grid:
     ventricles' centre (clipped to the template)."""
     shape = np.array(template.shape)
     if fov.size_mm is None:
-        nonzero = np.argwhere(template.brain > 0)
-        low = np.maximum(nonzero.min(0) - BRAIN_MARGIN_MM, 0)
-        high = np.minimum(nonzero.max(0) + 1 + BRAIN_MARGIN_MM, shape)
+        low = np.maximum(template.brain_low.astype(int) - BRAIN_MARGIN_MM, 0)
+        high = np.minimum(template.brain_high.astype(int) + 1 + BRAIN_MARGIN_MM, shape)
         return Grid(tuple(int(v) for v in low), tuple(int(v) for v in high - low))
     size = np.minimum(np.array(fov.size_mm), shape)
-    centre = np.argwhere(template.ventricles > 0).mean(0)
+    centre = template.ventricle_centre.copy()
     centre[0] += size[0] * 0.25  # more deep WM above the ventricles than below
     low = np.clip(np.round(centre - size / 2).astype(int), 0, shape - size)
     return Grid(tuple(int(v) for v in low), tuple(int(v) for v in size))
