@@ -10,9 +10,9 @@ import json
 import math
 from pathlib import Path
 
-from ..adaptation import TUNE_LAYERS_BY_SCANS, recommended_tune_layers
 from ..io import atomic_write
 from ..modelfile import read_metadata
+from ..recommendation import TUNE_LAYERS_BY_SCANS, recommended_tune_layers
 from .aggregate import Cell, Summary, number, proposed_table, summarize_rows
 from .findings import all_findings
 from .grid import FINETUNE, FIRST_LAYERS
@@ -85,8 +85,8 @@ def recommendation_section(summary: Summary) -> list[str]:
             "Best K per N (the K with the highest mean Dice over draws; ties go to the smaller K), "
             "next to what the library's current table gives:", ""] + _table(
         ["N", "measured best K", "current auto K"], rows) + [
-        "", "Proposed `TUNE_LAYERS_BY_SCANS` (upper bound of N, K), made monotone by a running maximum "
-            "over N so that more scans never tune fewer layers:", "",
+        "", "Proposed `TUNE_LAYERS_BY_SCANS` in `recommendation.py` (upper bound of N, K), made "
+            "monotone by a running maximum over N so that more scans never tune fewer layers:", "",
         f"    TUNE_LAYERS_BY_SCANS = {proposal!r}", "",
         f"Current value: `{TUNE_LAYERS_BY_SCANS!r}`."
         + (" The measurement agrees with it at every measured N."
