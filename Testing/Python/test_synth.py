@@ -11,7 +11,7 @@ from WMHDomainAdaptLib.cli import main
 from WMHDomainAdaptLib.dataset import load_cases
 from WMHDomainAdaptLib.errors import InputError
 from WMHDomainAdaptLib.io import read_image, read_label, same_grid
-from WMHDomainAdaptLib.synth import DOMAINS, generate_subject, write_preset, write_split
+from WMHDomainAdaptLib.synth import DOMAINS, SPLITS, generate_subject, write_preset, write_split
 from WMHDomainAdaptLib.synth.measure import flair_contrasts, protocol_ratios, t1_contrasts
 
 LOADED_SEED = 0  # about 10 mL requested: enough lesion voxels for stable medians
@@ -132,10 +132,10 @@ def test_target_t1_has_stronger_gm_wm_contrast(subjects):
 
 
 def test_a_preset_writes_every_split_with_disjoint_seeds(tmp_path):
-    written = write_preset(tmp_path, "tiny", seed=1, sizes={name: 1 for name in
-                                                            ("source_train", "source_val", "source_test",
-                                                             "target_pool", "target_test", "mild_test")})
-    assert sorted(written) == sorted(p.name for p in tmp_path.iterdir())
+    written = write_preset(tmp_path, "tiny", seed=1, sizes={split.name: 1 for split in SPLITS})
+    assert sorted(written) == sorted(p.name for p in tmp_path.iterdir() if p.is_dir())
+    description = json.loads((tmp_path / "benchmark.json").read_text())
+    assert description["splits"]["target_pool"]["domain"] == "target"
     seeds = []
     for name in written:
         (case,) = load_cases(tmp_path / name / "manifest.csv")

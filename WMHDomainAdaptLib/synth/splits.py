@@ -7,6 +7,7 @@ split seed S * 100 + k, and subject i of a split with seed s uses s * 1_000_000 
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import os
 from collections.abc import Mapping
@@ -15,6 +16,7 @@ from pathlib import Path
 
 from ..dataset import Case, write_manifest
 from ..errors import InputError
+from ..io import atomic_write
 from ..progress import CancelToken, ProgressCallback, ProgressTracker
 from .domains import get_domain
 from .generate import check_subject_id, generate_subject, resolve_fov, write_subject
@@ -131,6 +133,7 @@ def write_preset(out_dir: str | Path, preset: str, seed: int = 0,
     if seed < 0 or seed * SPLITS_PER_SEED + len(SPLITS) < 0:
         raise InputError("--seed", f"seed must be >= 0, got {seed}")
     out_dir = check_out_dir(out_dir)
+    _write_description(out_dir, preset, seed, counts, fov)
     written = {}
     for split in SPLITS:
         if counts[split.name] == 0:
@@ -140,3 +143,13 @@ def write_preset(out_dir: str | Path, preset: str, seed: int = 0,
             fov=fov, prefix=split.name.replace("_", "-"), workers=workers, progress=progress,
             cancel=cancel, task=split.name)
     return written
+
+
+def _write_description(out_dir: Path, preset: str, seed: int, counts: dict[str, int], fov: str) -> None:
+    """benchmark.json: which split holds which domain, how many subjects, and their seeds."""
+    splits = {split.name: {"domain": split.domain, "n": counts[split.name],
+                           "split_seed": seed * SPLITS_PER_SEED + split.index,
+                           "subject_seeds": "split_seed * 1000000 + i"}
+              for split in SPLITS if counts[split.name]}
+    text = json.dumps({"preset": preset, "seed": seed, "fov": str(fov), "splits": splits}, indent=1)
+    atomic_write(out_dir / "benchmark.json", lambda tmp: tmp.write_text(text))
