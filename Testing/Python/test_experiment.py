@@ -301,6 +301,12 @@ def test_findings_fail_on_a_table_shaped_against_the_paper():
     assert verdicts[:4] == ["holds partly", FAILS, FAILS, FAILS]
 
 
+def test_findings_of_a_half_finished_grid_say_what_cannot_be_told_yet():
+    rows = [_row(SOURCE, 0, 0, 0.3), _row(FINETUNE, 1, 1, 0.5), _row(FINETUNE, 2, 15, 0.6)]
+    findings = all_findings(summarize_rows(rows))
+    assert [f.verdict for f in findings] == ["cannot tell"] * 2 + [HOLDS, "cannot tell", "cannot tell"]
+
+
 def test_proposed_rule_follows_the_measured_best_layers_and_never_decreases():
     assert proposed_table([(1, 1), (3, 3), (10, 15)]) == ((1, 1), (3, 3), (10**9, 15))
     assert proposed_table([(1, 3), (2, 1), (5, 8), (20, 8)]) == ((2, 3), (10**9, 8))

@@ -93,16 +93,20 @@ def shallow_layers_rarely_help(summary: Summary) -> Finding:
     if len(layer_counts) < 2:
         return Finding(title, UNKNOWN, "needs at least two values of K")
     deepest = layer_counts[-1]
-    wins, notes = 0, []
+    wins, notes, count = 0, [], 0
     for n in summary.scan_counts():
         full = summary.cell(FINETUNE, n, deepest)
-        shallower = max((c for c in summary.curve(FINETUNE, n) if c.tune_layers < deepest),
-                        key=lambda c: c.dice)
+        others = [c for c in summary.curve(FINETUNE, n) if c.tune_layers < deepest]
+        if full is None or not others:  # a half-finished grid
+            continue
+        count += 1
+        shallower = max(others, key=lambda c: c.dice)
         difference = full.dice - shallower.dice
         wins += difference > 0
         notes.append(f"N={n}: K={deepest} vs best K<{deepest} (K={shallower.tune_layers}) "
                      f"{_versus(difference, _noise(full, shallower))}")
-    count = len(summary.scan_counts())
+    if not count:
+        return Finding(title, UNKNOWN, f"no N has both K={deepest} and a smaller K finished yet")
     verdict = HOLDS if wins <= count / 3 else PARTLY if wins < count else FAILS
     return Finding(title, verdict, f"tuning {deepest} of {DEPTH} layers was best at {wins} of {count} N: "
                                    + "; ".join(notes))
