@@ -12,6 +12,7 @@ import importlib
 import sys
 
 from . import __version__
+from .commands._common import apply_threads
 from .errors import Cancelled, InputError
 
 COMMAND_MODULES = ("synth", "evaluate", "train", "segment", "adapt", "experiment", "bench", "demo")
@@ -52,6 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     command = next((word for word in argv if not word.startswith("-")), None)
     args = build_parser(command if command in COMMAND_MODULES else None).parse_args(argv)
     try:
+        apply_threads(args)
         return int(args.run(args) or 0)
     except InputError as error:
         print(f"wmhda {args.command}: error: {error}", file=sys.stderr)

@@ -5,12 +5,27 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..errors import InputError
 from ..progress import ProgressEvent, print_bar
 
 
 def add_device_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto",
                         help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps (default: auto)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="CPU threads for torch (default: torch's choice); 1 is much faster when "
+                             "other jobs share the cores")
+
+
+def apply_threads(args: argparse.Namespace) -> None:
+    """Honour --threads; torch's default of one thread per core collapses on busy cores."""
+    threads = getattr(args, "threads", None)
+    if threads is None:
+        return
+    if threads < 1:
+        raise InputError("--threads", f"must be at least 1, got {threads}")
+    import torch
+    torch.set_num_threads(threads)
 
 
 def add_progress_argument(parser: argparse.ArgumentParser) -> None:

@@ -9,8 +9,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import torch
-
 from ..errors import InputError
 from ..experiments.config import BUILT_IN, load_config, with_source_model
 from ..experiments.report import write_report
@@ -31,9 +29,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="results folder (reuse it to resume)")
     parser.add_argument("--source-model", default=None,
                         help="use this source model file instead of training one (overrides the config)")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="CPU threads for torch (default: torch's choice); 1 is much faster when "
-                             "other jobs share the cores")
     parser.add_argument("--report-only", action="store_true",
                         help="only rebuild report.md and the figures from the results table")
     add_device_argument(parser)
@@ -54,10 +49,6 @@ def data_root(args: argparse.Namespace, config_path: Path) -> Path:
 
 def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
-    if args.threads is not None:
-        if args.threads < 1:
-            raise InputError("--threads", f"must be at least 1, got {args.threads}")
-        torch.set_num_threads(args.threads)
     if args.report_only:
         if not (out / RESULTS_FILE).is_file():
             raise InputError(out, f"no {RESULTS_FILE} here to report on")
