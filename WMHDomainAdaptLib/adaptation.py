@@ -21,7 +21,7 @@ from .cases import PreparedCase, prepare_cases
 from .dataset import Case
 from .devices import resolve_device
 from .errors import Cancelled, InputError
-from .inference import check_channels
+from .inference import brain_box, check_channels
 from .model import DEPTH, State, WMHNet
 from .modelfile import LoadedModel, build_metadata, file_sha256, load_model, save_model
 from .patches import PatchSampler
@@ -29,11 +29,13 @@ from .progress import CancelToken, ProgressCallback
 from .recommendation import TUNE_LAYERS_BY_SCANS, recommended_tune_layers  # noqa: F401  (re-export)
 from .training import TrainConfig, TrainResult, fit, pooled_dice, seed_everything
 
+VALIDATION_SLICES_PER_BATCH = 8
+
 
 @dataclass
 class AdaptConfig:
     patches_per_case: int = 768      # fixed training patch set drawn from each scan
-    validation_every: int = 5        # every 5th slice holds the held-out validation patches
+    validation_every: int = 5        # every 5th axial slice is held out for validation
     patch_size: int = 64
     batch_size: int = 128
     learning_rate: float = 1e-3
@@ -70,20 +72,44 @@ class PatchSet:
     labels: list[torch.Tensor]
 
 
-def draw_patch_sets(cases: list[PreparedCase], config: AdaptConfig, rng: np.random.Generator
-                    ) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
-    """Training and held-out patches from different slices of the same scans (less leakage)."""
-    def is_validation(z):
-        return z % config.validation_every == config.validation_every // 2
+def is_validation_slice(z: np.ndarray, every: int) -> np.ndarray:
+    return z % every == every // 2
 
-    train = PatchSampler(cases, config.patch_size, config.lesion_fraction,
-                         slice_filter=lambda z: ~is_validation(z))
-    held_out = PatchSampler(cases, config.patch_size, config.lesion_fraction, slice_filter=is_validation)
+
+def draw_training_patches(cases: list[PreparedCase], config: AdaptConfig, rng: np.random.Generator
+                          ) -> tuple[np.ndarray, np.ndarray]:
+    """A fixed training patch set from the slices that are not held out, with fixed random flips."""
+    sampler = PatchSampler(cases, config.patch_size, config.lesion_fraction,
+                           slice_filter=lambda z: ~is_validation_slice(z, config.validation_every))
     count = config.patches_per_case * len(cases)
-    images, labels = train.sample(count, rng)
+    images, labels = sampler.sample(count, rng)
     flip = rng.random(count) < 0.5  # fixed left-right flips: augmentation that caching allows
     images[flip], labels[flip] = images[flip, ..., ::-1], labels[flip, ..., ::-1]
-    return (images, labels), held_out.sample(max(count // 4, config.batch_size), rng)
+    return images, labels
+
+
+def held_out_slices(cases: list[PreparedCase], every: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Whole held-out axial slices of each scan, cropped to the brain, for validation.
+
+    Whole slices, not lesion-rich patches, so validation Dice and the chosen threshold see the
+    real balance of lesion and normal tissue. Voxels outside the brain get label 2 (ignored), as
+    inference zeroes them anyway.
+    """
+    groups = []
+    for case in cases:
+        z_range, y_range, x_range = brain_box(case.brain_mask)
+        zs = np.arange(z_range.start, z_range.stop)
+        zs = zs[is_validation_slice(zs, every)]
+        if not len(zs):
+            continue
+        labels = np.where(case.brain_mask, case.label, 2).astype(np.uint8)
+        groups.append((np.ascontiguousarray(case.image[:, zs][:, :, y_range, x_range].transpose(1, 0, 2, 3)),
+                       np.ascontiguousarray(labels[zs][:, None, y_range, x_range])))
+    if not groups or not any((labels == 1).any() for _, labels in groups):
+        ids = ", ".join(c.case_id for c in cases)
+        raise InputError(None, f"the held-out slices of {ids} hold no lesion; give scans with more "
+                               "lesions or more scans")
+    return groups
 
 
 def state_nbytes(network: WMHNet, start: int, patch_size: int, channels: int) -> int:
@@ -98,12 +124,14 @@ def encode_batches(network: WMHNet, start: int, images: list[torch.Tensor]) -> l
     return [network.encode(batch, start) for batch in images]
 
 
-def make_patch_set(network: WMHNet, start: int, images: np.ndarray, labels: np.ndarray,
+def make_patch_set(network: WMHNet, start: int, groups: list[tuple[np.ndarray, np.ndarray]],
                    batch_size: int, device: torch.device, cache: bool) -> PatchSet:
-    image_batches = [torch.from_numpy(np.ascontiguousarray(images[i:i + batch_size])).to(device)
-                     for i in range(0, len(images), batch_size)]
-    label_batches = [torch.from_numpy(np.ascontiguousarray(labels[i:i + batch_size])).to(device)
-                     for i in range(0, len(labels), batch_size)]
+    """Mini-batches of each (images, labels) group, with their cached chain states if `cache`."""
+    image_batches, label_batches = [], []
+    for images, labels in groups:
+        for i in range(0, len(images), batch_size):
+            image_batches.append(torch.from_numpy(np.ascontiguousarray(images[i:i + batch_size])).to(device))
+            label_batches.append(torch.from_numpy(np.ascontiguousarray(labels[i:i + batch_size])).to(device))
     states = encode_batches(network, start, image_batches) if cache else None
     return PatchSet(states, image_batches, label_batches)
 
@@ -161,13 +189,17 @@ def fine_tune(model: LoadedModel, cases: list[PreparedCase], tune_layers: int, c
         start = DEPTH - tune_layers
         network.freeze_first(start)
     rng = seed_everything(config.seed)
-    (train_images, train_labels), (val_images, val_labels) = draw_patch_sets(cases, config, rng)
+    train_images, train_labels = draw_training_patches(cases, config, rng)
+    validation = held_out_slices(cases, config.validation_every)
     if cache is None:
-        per_patch = state_nbytes(network.cpu(), start, config.patch_size, train_images.shape[1])
-        cache = per_patch * (len(train_images) + len(val_images)) <= config.cache_budget_mb * 2**20
+        pixels = train_images[:, 0].size + sum(images[:, 0].size for images, _ in validation)
+        per_pixel = state_nbytes(network.cpu(), start, config.patch_size, train_images.shape[1]) \
+            / config.patch_size ** 2
+        cache = per_pixel * pixels <= config.cache_budget_mb * 2**20
         network.to(device)
-    train_set = make_patch_set(network, start, train_images, train_labels, config.batch_size, device, cache)
-    val_set = make_patch_set(network, start, val_images, val_labels, config.batch_size, device, cache)
+    train_set = make_patch_set(network, start, [(train_images, train_labels)], config.batch_size,
+                               device, cache)
+    val_set = make_patch_set(network, start, validation, VALIDATION_SLICES_PER_BATCH, device, cache)
     order_rng = np.random.default_rng(config.seed + 1)
 
     def epoch_batches(epoch: int):

@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
                    progress=progress_printer(args), cache=False if args.no_cache else None)
     training = result.metadata["training"]
     print(f"adapted model: {result.path} (N={len(cases)}, tuned the last {tune_layers} layers, "
-          f"held-out patch Dice {training['best_val_dice']:.3f}, threshold "
+          f"held-out slice Dice {training['best_val_dice']:.3f}, threshold "
           f"{result.metadata['threshold']:.2f}, {training['seconds']:.0f} s, "
           f"features {'cached' if training['cached_features'] else 'not cached'})")
     return 0
