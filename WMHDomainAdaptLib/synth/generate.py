@@ -20,11 +20,11 @@ from ..dataset import Case
 from ..errors import InputError
 from ..io import atomic_write, write_image
 from .acquisition import acquire_flair, acquire_t1, csf_flow_map, flair_operators
-from .anatomy import make_anatomy
+from .anatomy import Anatomy, make_anatomy
 from .contrast import flair_signal, ir_signal, sample_relaxation, t1_signal
 from .domains import DOMAIN_CODES, Domain, get_domain
 from .fields import apply_separable
-from .lesions import load_fraction, make_lesions, sample_load
+from .lesions import Lesions, load_fraction, make_lesions, sample_load
 from .template import FIELDS_OF_VIEW, FieldOfView, Grid, Template, grid_for, load_template
 
 FORBIDDEN_ID_PARTS = ("t1", "flair", "wmh", "label", "mask")  # dataset.py finds files by these
@@ -96,59 +96,72 @@ def _wm_share(template: Template, grid: Grid) -> float:
     return float(template.wm[box].sum(dtype=np.float64) / template.wm.sum(dtype=np.float64))
 
 
+def _make_brain(template: Template, grid: Grid, seed: int) -> tuple[Anatomy, Lesions]:
+    """The subject stream: lesion load, anatomy (atrophy grows with the load), lesions."""
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 0]))
+    load_ml = sample_load(rng, _wm_share(template, grid))
+    atrophy = MAX_ATROPHY_MM * min(1.0, 0.7 * load_fraction(load_ml) + 0.3 * rng.random())
+    anatomy = make_anatomy(template, grid, rng, atrophy)
+    return anatomy, make_lesions(anatomy, rng, load_ml)
+
+
+def _scan(anatomy: Anatomy, lesions: Lesions, domain: Domain, template: Template, grid: Grid,
+          rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, float, dict]:
+    """The scanner stream: int16 FLAIR and T1 arrays, the slice thickness, provenance."""
+    tissues = sample_relaxation(rng)
+    thickness = float(rng.uniform(*domain.slice_thickness))
+    count = int(rng.integers(domain.csf_flow_blobs[0], domain.csf_flow_blobs[1] + 1))
+    inflow = csf_flow_map(anatomy, count, rng) if count else None
+    signal = flair_signal(anatomy, lesions, tissues, domain.sequence, inflow)
+    wm = tissues["wm"]
+    wm_level = float(ir_signal(wm.pd, wm.t1, wm.t2, domain.sequence))
+    flair, flair_info = acquire_flair(signal, wm_level, domain, thickness,
+                                      _axes_mm(template, grid, domain.flair_spacing[::-1]), rng)
+    del signal
+    t1, t1_info = acquire_t1(t1_signal(anatomy, lesions, domain.t1), domain.t1,
+                             _axes_mm(template, grid, (1.0, 1.0, 1.0)), rng)
+    relaxation = {k: {"pd": round(v.pd, 4), "t1_ms": round(v.t1, 1), "t2_ms": round(v.t2, 1)}
+                  for k, v in tissues.items()}
+    info = {**flair_info, **t1_info, "csf_flow_blobs": count, "relaxation": relaxation}
+    return flair, t1, thickness, info
+
+
+def _measurement_maps(anatomy: Anatomy, lesions: Lesions, operators) -> dict[str, np.ndarray]:
+    return {"wm": _project(anatomy.wm * (1 - lesions.fraction), operators),
+            "gm": _project(anatomy.gm, operators),
+            "ventricles": _project(anatomy.ventricles, operators),
+            "truth_1mm": lesions.truth, "wm_1mm": anatomy.wm, "gm_1mm": anatomy.gm,
+            "t1_darkening_1mm": lesions.t1_darkening}
+
+
 def generate_subject(domain: str | Domain, seed: int, subject_id: str = "sub000",
                      fov: str | FieldOfView = "full", keep_maps: bool = False) -> SyntheticSubject:
-    """Make one subject scanned with `domain`'s protocol; same arguments -> identical images."""
+    """Make one subject scanned with `domain`'s protocol; same arguments -> identical images.
+
+    The first call in a process also loads the template (about 5 s)."""
     started = time.monotonic()
     domain = get_domain(domain) if isinstance(domain, str) else domain
     subject_id = check_subject_id(subject_id)
     if seed < 0:
         raise InputError("--seed", f"seed must be >= 0, got {seed}")
-    template = load_template()
     fov = resolve_fov(fov)
+    template = load_template()
     grid = grid_for(template, fov)
-    subject_rng = np.random.default_rng(np.random.SeedSequence([seed, 0]))
+    anatomy, lesions = _make_brain(template, grid, seed)
     scanner_rng = np.random.default_rng(np.random.SeedSequence([seed, 1, DOMAIN_CODES[domain.name]]))
-
-    load_ml = sample_load(subject_rng, _wm_share(template, grid))
-    atrophy = MAX_ATROPHY_MM * min(1.0, 0.7 * load_fraction(load_ml) + 0.3 * subject_rng.random())
-    anatomy = make_anatomy(template, grid, subject_rng, atrophy)
-    lesions = make_lesions(anatomy, subject_rng, load_ml)
-
-    tissues = sample_relaxation(scanner_rng)
-    thickness = float(scanner_rng.uniform(*domain.slice_thickness))
-    count = int(scanner_rng.integers(domain.csf_flow_blobs[0], domain.csf_flow_blobs[1] + 1))
-    inflow = csf_flow_map(anatomy, count, scanner_rng) if count else None
-    signal = flair_signal(anatomy, lesions, tissues, domain.sequence, inflow)
-    wm = tissues["wm"]
-    wm_level = float(ir_signal(wm.pd, wm.t1, wm.t2, domain.sequence))
-    flair_zyx = domain.flair_spacing[::-1]
-    flair, acquisition = acquire_flair(signal, wm_level, domain, thickness,
-                                       _axes_mm(template, grid, flair_zyx), scanner_rng)
-    del signal
-    t1, t1_info = acquire_t1(t1_signal(anatomy, lesions, domain.t1), domain.t1,
-                             _axes_mm(template, grid, (1.0, 1.0, 1.0)), scanner_rng)
-    label_operators = flair_operators(grid.shape, domain, thickness, psf=False)
-    label = (np.asarray(_project(lesions.truth, label_operators)) >= 0.5).astype(np.uint8)
-
+    flair, t1, thickness, scan_info = _scan(anatomy, lesions, domain, template, grid, scanner_rng)
+    operators = flair_operators(grid.shape, domain, thickness, psf=False)
+    label = (_project(lesions.truth, operators) >= 0.5).astype(np.uint8)
     info = {"id": subject_id, "domain": domain.name, "seed": int(seed), "fov": fov.name,
-            **anatomy.info, **lesions.info, **acquisition, **t1_info, "csf_flow_blobs": count,
-            "label_ml": float(label.sum()) * float(np.prod(domain.flair_spacing)) / 1000,
-            "relaxation": {k: {"pd": round(v.pd, 4), "t1_ms": round(v.t1, 1), "t2_ms": round(v.t2, 1)}
-                           for k, v in tissues.items()}}
-    maps = {}
-    if keep_maps:
-        maps = {"wm": _project(anatomy.wm * (1 - lesions.fraction), label_operators),
-                "gm": _project(anatomy.gm, label_operators),
-                "ventricles": _project(anatomy.ventricles, label_operators),
-                "truth_1mm": lesions.truth, "wm_1mm": anatomy.wm, "gm_1mm": anatomy.gm,
-                "t1_darkening_1mm": lesions.t1_darkening}
+            **anatomy.info, **lesions.info, **scan_info,
+            "label_ml": float(label.sum()) * float(np.prod(domain.flair_spacing)) / 1000}
     return SyntheticSubject(
         subject_id=subject_id,
         t1=_image(t1, (1.0, 1.0, 1.0), template, grid),
         flair=_image(flair, domain.flair_spacing, template, grid),
         label=_image(label, domain.flair_spacing, template, grid),
-        info=info, maps=maps, seconds=time.monotonic() - started)
+        info=info, maps=_measurement_maps(anatomy, lesions, operators) if keep_maps else {},
+        seconds=time.monotonic() - started)
 
 
 def _project(volume: np.ndarray, operators) -> np.ndarray:
