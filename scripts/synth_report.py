@@ -22,6 +22,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import SimpleITK as sitk  # noqa: E402
 
+from WMHDomainAdaptLib.preprocess import PreprocessConfig, preprocess  # noqa: E402
 from WMHDomainAdaptLib.synth import DOMAINS, generate_subject  # noqa: E402
 from WMHDomainAdaptLib.synth.contrast import analytic_ratios  # noqa: E402
 from WMHDomainAdaptLib.synth.measure import flair_contrasts, t1_contrasts  # noqa: E402
@@ -50,6 +51,31 @@ def measure(seeds: list[int], fov: str) -> dict:
                          "seconds": seconds}
     results["peak_rss_gb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
     return results
+
+
+def _dice(prediction: np.ndarray, truth: np.ndarray) -> float:
+    return float(2 * (prediction & truth).sum() / max(prediction.sum() + truth.sum(), 1))
+
+
+def threshold_probe(seeds: list[int], fov: str) -> dict:
+    """A voxel-threshold "model" on the preprocessed FLAIR z-score (the project's standard
+    preprocessing): the threshold best on the source, applied to every domain, against each
+    domain's own best threshold (pooled Dice). A crude look at the intensity shift only."""
+    pooled = {}
+    for name in DOMAINS:
+        values, labels = [], []
+        for seed in seeds:
+            subject = generate_subject(name, seed, f"sub{seed:03d}", fov)
+            prepared = preprocess(subject.t1, subject.flair, PreprocessConfig())
+            values.append(prepared.image[1][prepared.brain_mask])
+            labels.append(sitk.GetArrayFromImage(subject.label)[prepared.brain_mask] > 0)
+        pooled[name] = (np.concatenate(values), np.concatenate(labels))
+    thresholds = np.arange(0.5, 5.0, 0.05)
+    best = {name: float(thresholds[np.argmax([_dice(v > t, lab) for t in thresholds])])
+            for name, (v, lab) in pooled.items()}
+    return {name: {"own_threshold": best[name], "own_dice": _dice(v > best[name], lab),
+                   "source_threshold_dice": _dice(v > best["source"], lab)}
+            for name, (v, lab) in pooled.items()}
 
 
 def _window(image: np.ndarray) -> tuple[float, float]:
@@ -102,9 +128,12 @@ def main() -> int:
     parser.add_argument("--fov", default="full")
     parser.add_argument("--png", default=None, help="also draw the figure (first seed) here")
     parser.add_argument("--json", default=None, help="write the measurements here")
+    parser.add_argument("--probe", action="store_true", help="also run the FLAIR-threshold probe")
     args = parser.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
     results = measure(seeds, args.fov)
+    if args.probe:
+        results["threshold_probe"] = threshold_probe(seeds, args.fov)
     text = json.dumps(results, indent=1)
     if args.json:
         with open(args.json, "w") as handle:
