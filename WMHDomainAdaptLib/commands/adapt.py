@@ -31,6 +31,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="number K of last layers to fine-tune, or auto (from the number of scans)")
     parser.add_argument("--epochs", type=int, default=defaults.epochs)
     parser.add_argument("--patches-per-case", type=int, default=defaults.patches_per_case)
+    parser.add_argument("--patch-size", type=int, default=defaults.patch_size)
+    parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
     parser.add_argument("--lr", type=float, default=defaults.learning_rate)
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--no-cache", action="store_true",
@@ -47,6 +49,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"--tune-layers auto: {reason}")
         tune_layers = chosen
     config = AdaptConfig(epochs=args.epochs, patches_per_case=args.patches_per_case,
+                         patch_size=args.patch_size, batch_size=args.batch_size,
                          learning_rate=args.lr, seed=args.seed)
     result = adapt(args.model, cases, args.out, tune_layers, args.device, config,
                    progress=progress_printer(args), cache=False if args.no_cache else None)

@@ -54,22 +54,32 @@ def run(args: argparse.Namespace) -> int:
     train_cases = prepare_cases(load_cases(args.train), preprocessing, need_label=True, progress=progress)
     val_cases = prepare_cases(load_cases(args.val), preprocessing, need_label=True, progress=progress)
     network = WMHNet()
-    result = train_network(network, train_cases, val_cases, config, device, progress)
+    summary = {"kind": "from_scratch", "domain": args.domain, "n_cases": len(train_cases),
+               "case_ids": [c.case_id for c in train_cases], "val_case_ids": [c.case_id for c in val_cases],
+               "flair_spacing": list(train_cases[0].spacing_xyz), "config": config.to_dict(),
+               "device": str(device)}
+
+    def checkpoint(best_state: dict, dice: float, epoch: int) -> None:
+        """Keep the best weights on disk as they improve: a killed run leaves its last good state."""
+        snapshot = WMHNet()
+        snapshot.load_state_dict(best_state)
+        status = {**summary, "status": f"checkpoint: best so far at epoch {epoch}", "best_val_dice": dice}
+        save_model(out, snapshot, build_metadata(snapshot, preprocessing, 0.5, status), overwrite=True)
+
+    result = train_network(network, train_cases, val_cases, config, device, progress, on_improve=checkpoint)
     if result.best_epoch == 0:
         print("stopped before the first epoch ended: no model written")
         return 130
     threshold, val_dice = choose_threshold(network, val_cases, device)
     training = {
-        "kind": "from_scratch", "domain": args.domain, "n_cases": len(train_cases),
-        "case_ids": [c.case_id for c in train_cases], "val_case_ids": [c.case_id for c in val_cases],
-        "flair_spacing": list(train_cases[0].spacing_xyz), "config": config.to_dict(),
+        **summary, "status": "interrupted: best model so far" if result.interrupted else "complete",
         "epochs_run": result.epochs_run, "best_epoch": result.best_epoch,
         "best_val_dice": result.best_val_dice, "val_dice_at_threshold": val_dice,
         "interrupted": result.interrupted, "seconds": round(time.monotonic() - began, 1),
-        "device": str(device), "history": result.history,
+        "history": result.history,
     }
     save_model(out, network.cpu(), build_metadata(network, preprocessing, threshold, training),
-               overwrite=args.overwrite)
+               overwrite=True)  # replaces this run's own checkpoint
     state = "interrupted; best model so far" if result.interrupted else "done"
     print(f"{state}: {out} (best epoch {result.best_epoch}/{result.epochs_run}, validation Dice "
           f"{val_dice:.3f} at threshold {threshold:.2f}, {training['seconds']:.0f} s on {device})")

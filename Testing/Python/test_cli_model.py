@@ -1,0 +1,92 @@
+"""`wmhda train`, `segment` and `adapt` end to end on phantoms, and their bad-input exits."""
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+from phantom import write_phantom_case
+
+from WMHDomainAdaptLib.cli import main
+from WMHDomainAdaptLib.dataset import write_manifest
+from WMHDomainAdaptLib.modelfile import read_metadata
+
+FAST_TRAIN = ["--epochs", "2", "--steps-per-epoch", "2", "--batch-size", "16", "--patch-size", "32",
+              "--no-n4", "--device", "cpu", "--threads", "1"]
+FAST_ADAPT = ["--epochs", "2", "--patches-per-case", "32", "--batch-size", "16", "--patch-size", "32",
+              "--device", "cpu", "--threads", "1"]
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cli")
+    cases = [write_phantom_case(root / "cases", seed) for seed in range(5)]
+    write_manifest(cases[:2], root / "train.csv")
+    write_manifest(cases[2:3], root / "val.csv")
+    write_manifest(cases[3:], root / "target.csv")
+    model = root / "source.safetensors"
+    assert main(["train", "--train", str(root / "train.csv"), "--val", str(root / "val.csv"),
+                 "--out", str(model), *FAST_TRAIN]) == 0
+    return root, cases, model
+
+
+def test_train_writes_a_model_with_its_training_summary(workspace):
+    _, cases, model = workspace
+    training = read_metadata(model)["training"]
+    assert training["status"] == "complete"
+    assert training["case_ids"] == [cases[0].case_id, cases[1].case_id]
+    assert len(training["history"]) == training["epochs_run"] >= 1
+
+
+def test_segment_writes_a_mask_on_the_flair_grid_and_reports_volume(workspace, tmp_path, capsys):
+    _, cases, model = workspace
+    out, prob = tmp_path / "mask.nrrd", tmp_path / "prob.nii.gz"
+    assert main(["segment", "--model", str(model), "--t1", str(cases[0].t1), "--flair", str(cases[0].flair),
+                 "--out", str(out), "--prob", str(prob), "--device", "cpu"]) == 0
+    flair, mask = sitk.ReadImage(str(cases[0].flair)), sitk.ReadImage(str(out))
+    assert mask.GetSize() == flair.GetSize() and mask.GetDirection() == flair.GetDirection()
+    assert np.allclose(mask.GetOrigin(), flair.GetOrigin())
+    assert np.allclose(mask.GetSpacing(), flair.GetSpacing())
+    assert prob.exists()
+    assert " mL in " in capsys.readouterr().out
+
+
+def test_segment_batch_writes_one_mask_per_case(workspace, tmp_path):
+    root, cases, model = workspace
+    assert main(["segment", "--model", str(model), "--cases", str(root / "target.csv"),
+                 "--out-dir", str(tmp_path), "--device", "cpu"]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"{c.case_id}_wmh_pred.nii.gz" for c in cases[3:]]
+
+
+def test_adapt_with_auto_layers_says_what_it_chose_and_records_the_parent(workspace, tmp_path, capsys):
+    root, _, model = workspace
+    out = tmp_path / "adapted.safetensors"
+    assert main(["adapt", "--model", str(model), "--cases", str(root / "target.csv"),
+                 "--tune-layers", "auto", "--out", str(out), *FAST_ADAPT]) == 0
+    printed = capsys.readouterr().out
+    assert "--tune-layers auto: 2 labelled scan(s)" in printed
+    metadata = read_metadata(out)
+    assert metadata["training"]["n_cases"] == 2 and metadata["parent_sha256"]
+
+
+def test_bad_input_exits_2_with_one_line_naming_the_file_and_writes_nothing(workspace, tmp_path, capsys):
+    root, cases, model = workspace
+    out = tmp_path / "mask.nii.gz"
+    code = main(["segment", "--model", str(model), "--t1", str(tmp_path / "absent_t1.nii.gz"),
+                 "--flair", str(cases[0].flair), "--out", str(out), "--device", "cpu"])
+    error = capsys.readouterr().err.strip()
+    assert code == 2 and "absent_t1.nii.gz" in error and "not found" in error
+    assert len(error.splitlines()) == 1 and not out.exists()
+
+
+def test_adapt_onto_the_parent_model_is_refused(workspace, capsys):
+    root, _, model = workspace
+    before = model.read_bytes()
+    assert main(["adapt", "--model", str(model), "--cases", str(root / "target.csv"), "--tune-layers", "2",
+                 "--out", str(model), *FAST_ADAPT]) == 2
+    assert "new file" in capsys.readouterr().err and model.read_bytes() == before
+
+
+def test_train_refuses_to_overwrite_an_existing_model(workspace, capsys):
+    root, _, model = workspace
+    assert main(["train", "--train", str(root / "train.csv"), "--val", str(root / "val.csv"),
+                 "--out", str(model), *FAST_TRAIN]) == 2
+    assert "already exists" in capsys.readouterr().err
