@@ -61,20 +61,27 @@ def threshold_probe(seeds: list[int], fov: str) -> dict:
     """A voxel-threshold "model" on the preprocessed FLAIR z-score (the project's standard
     preprocessing): the threshold best on the source, applied to every domain, against each
     domain's own best threshold (pooled Dice). A crude look at the intensity shift only."""
-    pooled = {}
+    pooled, zscores = {}, {}
     for name in DOMAINS:
-        values, labels = [], []
+        values, labels, medians = [], [], []
         for seed in seeds:
-            subject = generate_subject(name, seed, f"sub{seed:03d}", fov)
+            subject = generate_subject(name, seed, f"sub{seed:03d}", fov, keep_maps=True)
             prepared = preprocess(subject.t1, subject.flair, PreprocessConfig())
-            values.append(prepared.image[1][prepared.brain_mask])
-            labels.append(sitk.GetArrayFromImage(subject.label)[prepared.brain_mask] > 0)
+            mask = prepared.brain_mask
+            label = sitk.GetArrayFromImage(subject.label) > 0
+            values.append(prepared.image[1][mask])
+            labels.append(label[mask])
+            tissues = (label, (subject.maps["wm"] > 0.9) & ~label & mask,
+                       (subject.maps["gm"] > 0.8) & ~label & mask)
+            medians.append([np.median(prepared.image[c][t]) for c in (1, 0) for t in tissues])
         pooled[name] = (np.concatenate(values), np.concatenate(labels))
+        zscores[name] = dict(zip(["flair lesion", "flair wm", "flair gm", "t1 lesion", "t1 wm", "t1 gm"],
+                                 np.median(medians, axis=0).round(3).tolist(), strict=True))
     thresholds = np.arange(0.5, 5.0, 0.05)
     best = {name: float(thresholds[np.argmax([_dice(v > t, lab) for t in thresholds])])
             for name, (v, lab) in pooled.items()}
     return {name: {"own_threshold": best[name], "own_dice": _dice(v > best[name], lab),
-                   "source_threshold_dice": _dice(v > best["source"], lab)}
+                   "source_threshold_dice": _dice(v > best["source"], lab), "zscores": zscores[name]}
             for name, (v, lab) in pooled.items()}
 
 
