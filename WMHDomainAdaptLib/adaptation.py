@@ -34,15 +34,15 @@ VALIDATION_SLICES_PER_BATCH = 8
 
 @dataclass
 class AdaptConfig:
-    patches_per_case: int = 768      # fixed training patch set drawn from each scan
+    patches_per_case: int = 384      # fixed training patch set drawn from each scan
     validation_every: int = 5        # every 5th axial slice is held out for validation
     patch_size: int = 64
     batch_size: int = 128
     learning_rate: float = 1e-3
     lr_decay: float = 0.9
     weight_decay: float = 1e-4
-    epochs: int = 30
-    patience: int = 6
+    epochs: int = 20
+    patience: int = 5
     lesion_fraction: float = 0.5
     cache_budget_mb: int = 2048      # frozen-layer features are cached up to this size
     seed: int = 0
