@@ -45,6 +45,7 @@ def plot_dice_vs_scans(summary: Summary, path: Path) -> Path:
                       fontsize=8, color="C0")
     axes.set_xscale("log")
     axes.set_xticks(counts, [str(n) for n in counts])
+    axes.set_xticks([], minor=True)  # no "3x10^0" minor labels between the measured N
     axes.set_xlabel("number of labelled target training scans N")
     axes.set_ylabel("mean Dice on the target test set")
     axes.set_ylim(0, 1)
