@@ -1,13 +1,13 @@
 """Shared helpers for the Slicer-module tests: a real MRML scene and oblique test volumes.
 
 A scene needs a segmentations logic (it registers the labelmap/closed-surface converter rules) and
-a color logic (default color tables for labelmap export); the returned `MrmlScene` keeps both alive.
+a color logic (default color tables for labelmap export); `make_scene` is the module's own
+`standalone_scene`, whose result keeps both alive.
 """
 
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -26,21 +26,7 @@ for path in (str(MODULE_DIR), str(MODULE_DIR / "Scripts")):
         sys.path.insert(0, path)
 
 
-@dataclass
-class MrmlScene:
-    scene: object
-    segmentations_logic: object
-    color_logic: object
-
-
-def make_scene() -> MrmlScene:
-    scene = slicer.vtkMRMLScene()
-    segmentations_logic = slicer.vtkSlicerSegmentationsModuleLogic()
-    segmentations_logic.SetMRMLScene(scene)
-    color_logic = slicer.vtkMRMLColorLogic()
-    color_logic.SetMRMLScene(scene)
-    color_logic.AddDefaultColorNodes()
-    return MrmlScene(scene, segmentations_logic, color_logic)
+from WMHDomainAdaptLogicLib.scene import standalone_scene as make_scene  # noqa: E402, F401  (the module's own)
 
 
 def rotation(axis: tuple[float, float, float], degrees: float) -> np.ndarray:
