@@ -27,7 +27,7 @@ from .modelfile import LoadedModel, build_metadata, file_sha256, load_model, sav
 from .patches import PatchSampler
 from .progress import CancelToken, ProgressCallback
 from .recommendation import TUNE_LAYERS_BY_SCANS, recommended_tune_layers  # noqa: F401  (re-export)
-from .training import TrainConfig, TrainResult, fit, pooled_dice, seed_everything
+from .training import TrainConfig, TrainResult, best_threshold, fit, pooled_dice, seed_everything
 
 VALIDATION_SLICES_PER_BATCH = 8
 
@@ -68,7 +68,7 @@ class PatchSet:
     """A fixed set of patches, either as chain states after the frozen layers or as images."""
 
     states: list[State] | None   # cached chain states, one per mini-batch
-    images: list[torch.Tensor]   # images per mini-batch (used when not cached)
+    images: list[torch.Tensor]   # images per mini-batch (only when not cached)
     labels: list[torch.Tensor]
 
 
@@ -132,8 +132,9 @@ def make_patch_set(network: WMHNet, start: int, groups: list[tuple[np.ndarray, n
         for i in range(0, len(images), batch_size):
             image_batches.append(torch.from_numpy(np.ascontiguousarray(images[i:i + batch_size])).to(device))
             label_batches.append(torch.from_numpy(np.ascontiguousarray(labels[i:i + batch_size])).to(device))
-    states = encode_batches(network, start, image_batches) if cache else None
-    return PatchSet(states, image_batches, label_batches)
+    if cache:  # the images are not needed once their states are cached: free them
+        return PatchSet(encode_batches(network, start, image_batches), [], label_batches)
+    return PatchSet(None, image_batches, label_batches)
 
 
 def batches_of(network: WMHNet, start: int, patches: PatchSet, order: list[int]):
@@ -164,11 +165,8 @@ def patch_validator(network: WMHNet, start: int, patches: PatchSet):
 
 
 def choose_patch_threshold(network: WMHNet, start: int, patches: PatchSet) -> float:
-    probabilities = patch_probabilities(network, start, patches)
     labels = [batch.cpu().numpy() for batch in patches.labels]
-    candidates = np.round(np.arange(0.1, 0.91, 0.05), 2)
-    scores = [pooled_dice(probabilities, labels, t) for t in candidates]
-    return float(candidates[int(np.argmax(scores))])
+    return best_threshold(patch_probabilities(network, start, patches), labels)[0]
 
 
 def fine_tune(model: LoadedModel, cases: list[PreparedCase], tune_layers: int, config: AdaptConfig,

@@ -136,14 +136,20 @@ def volume_validator(network: WMHNet, cases: list[PreparedCase], device: torch.d
     return validate
 
 
-def choose_threshold(network: WMHNet, cases: list[PreparedCase], device: torch.device) -> tuple[float, float]:
-    """The probability threshold maximizing pooled validation Dice, and that Dice."""
-    probabilities = [predict_probability(network, c.image, c.brain_mask, device) for c in cases]
-    labels = [c.label for c in cases]
-    candidates = np.round(np.arange(0.1, 0.91, 0.05), 2)
-    scores = [pooled_dice(probabilities, labels, t) for t in candidates]
+THRESHOLD_CANDIDATES = np.round(np.arange(0.1, 0.91, 0.05), 2)
+
+
+def best_threshold(probabilities: list[np.ndarray], labels: list[np.ndarray]) -> tuple[float, float]:
+    """The candidate threshold maximizing pooled Dice, and that Dice."""
+    scores = [pooled_dice(probabilities, labels, t) for t in THRESHOLD_CANDIDATES]
     best = int(np.argmax(scores))
-    return float(candidates[best]), float(scores[best])
+    return float(THRESHOLD_CANDIDATES[best]), float(scores[best])
+
+
+def choose_threshold(network: WMHNet, cases: list[PreparedCase], device: torch.device) -> tuple[float, float]:
+    """The probability threshold maximizing pooled Dice of whole validation volumes, and that Dice."""
+    probabilities = [predict_probability(network, c.image, c.brain_mask, device) for c in cases]
+    return best_threshold(probabilities, [c.label for c in cases])
 
 
 def train_network(network: WMHNet, train_cases: list[PreparedCase], val_cases: list[PreparedCase],
