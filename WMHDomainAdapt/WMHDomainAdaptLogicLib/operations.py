@@ -141,13 +141,24 @@ def segment_volumes(scene, t1_node, flair_node, model_path, python: str, device:
                     probability: bool = False, segmentation_node=None, probability_node=None,
                     on_line: Callable[[str], None] | None = None, keep_files: bool = False) -> SegmentResult:
     """Blocking Segment: the same steps the widget runs in the background."""
-    workdir = new_workdir("segment")
+    return run_blocking(
+        "segment",
+        lambda workdir: prepare_segment(t1_node, flair_node, model_path, python, workdir, device,
+                                        probability),
+        lambda job: finish_segment(scene, job, segmentation_node, probability_node),
+        on_line, keep_files)
+
+
+def run_blocking(kind: str, prepare: Callable, finish: Callable,
+                 on_line: Callable[[str], None] | None, keep_files: bool):
+    """prepare(workdir) -> job; run the job's worker to the end; finish(job); clean the workdir."""
+    workdir = new_workdir(kind)
     try:
-        job = prepare_segment(t1_node, flair_node, model_path, python, workdir, device, probability)
+        job = prepare(workdir)
         worker = WorkerProcess(job.command, job.env, cwd=workdir)
         worker.wait(on_line)
         check_worker_result(worker, workdir if keep_files else None)
-        return finish_segment(scene, job, segmentation_node, probability_node)
+        return finish(job)
     finally:
         if not keep_files:
             shutil.rmtree(workdir, ignore_errors=True)
@@ -193,16 +204,12 @@ def adapt_model(adaptation_set: AdaptationSet, model_path, registry: ModelRegist
                 on_line: Callable[[str], None] | None = None, keep_files: bool = False,
                 out: Path | None = None) -> Path:
     """Blocking Adapt model: the same steps the widget runs in the background."""
-    workdir = new_workdir("adapt")
-    try:
-        job = prepare_adapt(adaptation_set, model_path, python, workdir, tune_layers, device, extra)
-        worker = WorkerProcess(job.command, job.env, cwd=workdir)
-        worker.wait(on_line)
-        check_worker_result(worker, workdir if keep_files else None)
-        return finish_adapt(job, registry, out)
-    finally:
-        if not keep_files:
-            shutil.rmtree(workdir, ignore_errors=True)
+    return run_blocking(
+        "adapt",
+        lambda workdir: prepare_adapt(adaptation_set, model_path, python, workdir, tune_layers, device,
+                                      extra),
+        lambda job: finish_adapt(job, registry, out),
+        on_line, keep_files)
 
 
 def tune_layers_recommendation(n_cases: int) -> tuple[int | None, str]:
