@@ -31,6 +31,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
     parser.add_argument("--patch-size", type=int, default=defaults.patch_size)
     parser.add_argument("--lr", type=float, default=defaults.learning_rate)
+    parser.add_argument("--lr-decay", type=float, default=defaults.lr_decay,
+                        help="learning rate factor after each epoch (default: %(default)s)")
     parser.add_argument("--patience", type=int, default=defaults.patience)
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--no-augment", action="store_true")
@@ -44,9 +46,11 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.exists() and not args.overwrite:
         raise InputError(out, "model file already exists; choose another name or pass --overwrite")
+    if not 0.0 < args.lr_decay <= 1.0:
+        raise InputError(None, f"--lr-decay must be in (0, 1], got {args.lr_decay}")
     device = resolve_device(args.device)
     config = TrainConfig(patch_size=args.patch_size, batch_size=args.batch_size, learning_rate=args.lr,
-                         epochs=args.epochs, steps_per_epoch=args.steps_per_epoch,
+                         lr_decay=args.lr_decay, epochs=args.epochs, steps_per_epoch=args.steps_per_epoch,
                          patience=args.patience, augment=not args.no_augment, seed=args.seed)
     preprocessing = PreprocessConfig(n4=not args.no_n4)
     progress = progress_printer(args)
