@@ -34,6 +34,8 @@ def test_train_writes_a_model_with_its_training_summary(workspace):
     assert training["status"] == "complete"
     assert training["case_ids"] == [cases[0].case_id, cases[1].case_id]
     assert len(training["history"]) == training["epochs_run"] >= 1
+    assert training["arguments"]["train"] == str(workspace[0] / "train.csv")
+    assert training["arguments"]["lr_decay"] == 0.93 and training["arguments"]["seed"] == 0
 
 
 def test_segment_writes_a_mask_on_the_flair_grid_and_reports_volume(workspace, tmp_path, capsys):
@@ -90,3 +92,11 @@ def test_train_refuses_to_overwrite_an_existing_model(workspace, capsys):
     assert main(["train", "--train", str(root / "train.csv"), "--val", str(root / "val.csv"),
                  "--out", str(model), *FAST_TRAIN]) == 2
     assert "already exists" in capsys.readouterr().err
+
+
+def test_train_refuses_a_learning_rate_decay_outside_zero_to_one(workspace, tmp_path, capsys):
+    root, _, _ = workspace
+    model = tmp_path / "new.safetensors"
+    assert main(["train", "--train", str(root / "train.csv"), "--val", str(root / "val.csv"),
+                 "--out", str(model), *FAST_TRAIN, "--lr-decay", "1.5"]) == 2
+    assert "--lr-decay must be in (0, 1]" in capsys.readouterr().err and not model.exists()

@@ -42,6 +42,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_progress_argument(parser)
 
 
+def recorded_arguments(args: argparse.Namespace) -> dict:
+    """The command's options as given, so a model file says how to train it again."""
+    return {name: value for name, value in sorted(vars(args).items())
+            if isinstance(value, (str, int, float, bool, type(None)))}
+
+
 def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.exists() and not args.overwrite:
@@ -61,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
     summary = {"kind": "from_scratch", "domain": args.domain, "n_cases": len(train_cases),
                "case_ids": [c.case_id for c in train_cases], "val_case_ids": [c.case_id for c in val_cases],
                "flair_spacing": list(train_cases[0].spacing_xyz), "config": config.to_dict(),
-               "device": str(device)}
+               "device": str(device), "arguments": recorded_arguments(args)}
 
     def checkpoint(best_state: dict, dice: float, epoch: int) -> None:
         """Keep the best weights on disk as they improve: a killed run leaves its last good state."""
