@@ -110,6 +110,22 @@ def load_cases(path: str | Path) -> list[Case]:
     return cases
 
 
+def load_datasets(paths: list[str | Path]) -> list[Case]:
+    """The cases of several datasets, in order; a case id seen twice is refused.
+
+    Training on the union of datasets (say a benchmark split plus extra scans) needs no merged
+    manifest, and a repeated id would silently weigh one scan twice.
+    """
+    cases, origin = [], {}
+    for path in paths:
+        for case in load_cases(path):
+            if case.case_id in origin:
+                raise InputError(path, f"case id {case.case_id!r} is also in {origin[case.case_id]}")
+            origin[case.case_id] = path
+            cases.append(case)
+    return cases
+
+
 def write_manifest(cases: list[Case], path: str | Path) -> Path:
     """Write a manifest with paths relative to its folder where possible."""
     path = Path(path)

@@ -34,7 +34,7 @@ def test_train_writes_a_model_with_its_training_summary(workspace):
     assert training["status"] == "complete"
     assert training["case_ids"] == [cases[0].case_id, cases[1].case_id]
     assert len(training["history"]) == training["epochs_run"] >= 1
-    assert training["arguments"]["train"] == str(workspace[0] / "train.csv")
+    assert training["arguments"]["train"] == [str(workspace[0] / "train.csv")]
     assert training["arguments"]["lr_decay"] == 0.93 and training["arguments"]["seed"] == 0
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from WMHDomainAdaptLib.dataset import Case, load_cases, write_manifest
+from WMHDomainAdaptLib.dataset import Case, load_cases, load_datasets, write_manifest
 from WMHDomainAdaptLib.errors import InputError
 
 
@@ -135,3 +135,18 @@ def test_write_manifest_then_load_cases_gives_back_the_same_cases(tmp_path):
     assert [(c.case_id, c.t1.resolve(), c.flair.resolve(), c.label and c.label.resolve(), c.mask)
             for c in back] == [(c.case_id, c.t1.resolve(), c.flair.resolve(),
                                 c.label and c.label.resolve(), c.mask) for c in cases]
+
+
+def test_several_datasets_load_as_one_list_in_the_order_given(tmp_path):
+    case_folder(tmp_path / "first", "sub-001")
+    case_folder(tmp_path / "second", "extra-001")
+    case_folder(tmp_path / "second", "extra-002")
+    cases = load_datasets([tmp_path / "second", tmp_path / "first"])
+    assert [c.case_id for c in cases] == ["extra-001", "extra-002", "sub-001"]
+
+
+def test_a_case_id_in_two_datasets_is_refused_naming_both(tmp_path):
+    case_folder(tmp_path / "first", "sub-001")
+    case_folder(tmp_path / "second", "sub-001")
+    with pytest.raises(InputError, match="second.*case id 'sub-001' is also in .*first"):
+        load_datasets([tmp_path / "first", tmp_path / "second"])

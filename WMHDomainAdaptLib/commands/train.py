@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 from ..cases import prepare_cases
-from ..dataset import load_cases
+from ..dataset import load_datasets
 from ..devices import resolve_device
 from ..errors import InputError
 from ..model import WMHNet
@@ -22,8 +22,10 @@ HELP = "train the network on labelled T1 + FLAIR scans (source model, or a targe
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     defaults = TrainConfig()
-    parser.add_argument("--train", required=True, help="training cases: manifest CSV or folder")
-    parser.add_argument("--val", required=True, help="validation cases (early stopping, threshold)")
+    parser.add_argument("--train", required=True, nargs="+",
+                        help="training cases: one or more manifest CSVs or folders")
+    parser.add_argument("--val", required=True, nargs="+",
+                        help="validation cases (early stopping, threshold): manifests or folders")
     parser.add_argument("--out", required=True, help="model file to write (.safetensors)")
     parser.add_argument("--domain", default="source", help="name of the training domain (recorded)")
     parser.add_argument("--epochs", type=int, default=defaults.epochs)
@@ -45,7 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def recorded_arguments(args: argparse.Namespace) -> dict:
     """The command's options as given, so a model file says how to train it again."""
     return {name: value for name, value in sorted(vars(args).items())
-            if isinstance(value, (str, int, float, bool, type(None)))}
+            if isinstance(value, (str, int, float, bool, list, type(None)))}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -61,8 +63,8 @@ def run(args: argparse.Namespace) -> int:
     preprocessing = PreprocessConfig(n4=not args.no_n4)
     progress = progress_printer(args)
     began = time.monotonic()
-    train_cases = prepare_cases(load_cases(args.train), preprocessing, need_label=True, progress=progress)
-    val_cases = prepare_cases(load_cases(args.val), preprocessing, need_label=True, progress=progress)
+    train_cases = prepare_cases(load_datasets(args.train), preprocessing, need_label=True, progress=progress)
+    val_cases = prepare_cases(load_datasets(args.val), preprocessing, need_label=True, progress=progress)
     network = WMHNet()
     summary = {"kind": "from_scratch", "domain": args.domain, "n_cases": len(train_cases),
                "case_ids": [c.case_id for c in train_cases], "val_case_ids": [c.case_id for c in val_cases],
