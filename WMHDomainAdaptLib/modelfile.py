@@ -30,6 +30,10 @@ FORMAT_VERSION = 1
 METADATA_KEY = "wmhda"
 MODEL_SUFFIX = ".safetensors"
 
+# Preprocessing options added after the first model files were written, with the values those
+# files were made with: a model must be preprocessed at inference exactly as it was trained.
+PREPROCESSING_BEFORE_IT_WAS_RECORDED = {"n4_convergence": 1e-3}  # ITK's default
+
 
 @dataclass
 class LoadedModel:
@@ -39,7 +43,8 @@ class LoadedModel:
 
     @property
     def preprocess_config(self) -> PreprocessConfig:
-        return PreprocessConfig.from_dict(self.metadata["preprocessing"])
+        return PreprocessConfig.from_dict({**PREPROCESSING_BEFORE_IT_WAS_RECORDED,
+                                           **self.metadata["preprocessing"]})
 
     @property
     def threshold(self) -> float:

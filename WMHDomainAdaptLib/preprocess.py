@@ -16,10 +16,6 @@ from .io import image_like
 
 CHANNELS = ("t1", "flair")  # network input channel order
 
-# Options added after the first model files were written, with the values those files were made
-# with: a model that does not record an option must be preprocessed as it was trained.
-LEGACY_DEFAULTS = {"n4_convergence": 1e-3}
-
 
 @dataclass(frozen=True)
 class PreprocessConfig:
@@ -45,7 +41,7 @@ class PreprocessConfig:
         unknown = set(data) - known
         if unknown:
             raise InputError(None, f"unknown preprocessing option(s): {', '.join(sorted(unknown))}")
-        values = {**LEGACY_DEFAULTS, **data}
+        values = dict(data)
         if "channels" in values:
             values["channels"] = tuple(values["channels"])
         return cls(**values)

@@ -32,6 +32,15 @@ def test_save_and_load_round_trip_is_bit_exact(saved):
     assert loaded.network.frozen_layers == 12
 
 
+def test_a_model_written_before_an_option_existed_is_preprocessed_as_it_was_trained(tmp_path):
+    network = WMHNet()
+    metadata = build_metadata(network, PreprocessConfig(), 0.5, {"domain": "source"})
+    del metadata["preprocessing"]["n4_convergence"]  # as the first model files were written
+    path = save_model(tmp_path / "first_format.safetensors", network, metadata)
+    assert load_model(path).preprocess_config.n4_convergence == 1e-3  # ITK's default, used then
+    assert PreprocessConfig().n4_convergence == 1e-4  # what new models use
+
+
 def test_metadata_records_architecture_channels_and_provenance(saved):
     metadata = read_metadata(saved[0])
     assert metadata["input_channels"] == ["t1", "flair"]

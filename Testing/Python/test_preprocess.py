@@ -170,13 +170,7 @@ def test_the_config_survives_to_dict_from_dict_and_json():
     config = PreprocessConfig(n4=False, n4_shrink=2, clip=4.5, channels=("flair", "t1"))
     assert PreprocessConfig.from_dict(config.to_dict()) == config
     assert PreprocessConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
-    assert PreprocessConfig.from_dict(PreprocessConfig().to_dict()) == PreprocessConfig()
-
-
-def test_a_model_that_predates_an_option_is_preprocessed_as_it_was_trained():
-    first_format = {"register": False, "n4": True, "n4_shrink": 4, "n4_iterations": 20,
-                    "mask_threshold": 0.12, "clip": 6.0, "channels": ["t1", "flair"]}
-    assert PreprocessConfig.from_dict(first_format).n4_convergence == 1e-3  # ITK's default
+    assert PreprocessConfig.from_dict({}) == PreprocessConfig()
 
 
 def test_an_unknown_config_option_is_refused_by_name():
