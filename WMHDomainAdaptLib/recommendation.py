@@ -8,10 +8,10 @@ from __future__ import annotations
 from .errors import InputError
 
 # Best number of tuned last layers K by number of labelled target scans N: (upper bound of N, K).
-# Measured by `wmhda experiment --config small` on the synthetic benchmark (docs/results/small):
-# the best K was 1 at N = 1 and 2 (only the output layer) and 15 at N = 5 (all layers), among
-# K in {1, 3, 15}. N = 3 and 4 were not measured; they get the K of N = 5.
-TUNE_LAYERS_BY_SCANS = ((2, 1), (10**9, 15))
+# Measured by `wmhda experiment --config small` on the synthetic benchmark with the shipped source
+# model (docs/results/small): among K in {1, 3, 15} the best K was 3 at N = 1 and 2 (the last three
+# layers) and 15 at N = 5 and 20 (all layers). N = 3 and 4 were not measured; they get the K of N = 5.
+TUNE_LAYERS_BY_SCANS = ((2, 3), (10**9, 15))
 
 
 def recommended_tune_layers(n_cases: int) -> tuple[int, str]:
