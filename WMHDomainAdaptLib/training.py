@@ -18,7 +18,7 @@ import torch
 from torch.nn import functional as F
 
 from .cases import PreparedCase
-from .errors import Cancelled
+from .errors import Cancelled, InputError
 from .inference import predict_probability
 from .model import State, WMHNet
 from .patches import PatchSampler, augment
@@ -38,8 +38,17 @@ class TrainConfig:
     steps_per_epoch: int = 20
     patience: int = 8             # epochs without a better validation Dice before stopping
     lesion_fraction: float = 0.5
+    lesion_balance: float = 0.0   # share of lesion patches centred on a lesion drawn per lesion
     augment: bool = True
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        """Refuse settings that would train silently wrong (a growing rate, a share above one)."""
+        if not 0.0 < self.lr_decay <= 1.0:
+            raise InputError(None, f"learning rate decay (--lr-decay) must be in (0, 1], got {self.lr_decay}")
+        if not 0.0 <= self.lesion_balance <= 1.0:
+            raise InputError(None, f"lesion balance (--lesion-balance) must be in [0, 1], "
+                                   f"got {self.lesion_balance}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -158,7 +167,8 @@ def train_network(network: WMHNet, train_cases: list[PreparedCase], val_cases: l
                   on_improve: Callable[[dict, float, int], None] | None = None) -> TrainResult:
     """Train a whole network (source model, or a target model from scratch) on fresh patches."""
     rng = seed_everything(config.seed)
-    sampler = PatchSampler(train_cases, config.patch_size, config.lesion_fraction)
+    sampler = PatchSampler(train_cases, config.patch_size, config.lesion_fraction,
+                           lesion_balance=config.lesion_balance)
 
     def epoch_batches(epoch: int) -> Iterable[Batch]:
         for _ in range(config.steps_per_epoch):

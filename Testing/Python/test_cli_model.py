@@ -99,4 +99,12 @@ def test_train_refuses_a_learning_rate_decay_outside_zero_to_one(workspace, tmp_
     model = tmp_path / "new.safetensors"
     assert main(["train", "--train", str(root / "train.csv"), "--val", str(root / "val.csv"),
                  "--out", str(model), *FAST_TRAIN, "--lr-decay", "1.5"]) == 2
-    assert "--lr-decay must be in (0, 1]" in capsys.readouterr().err and not model.exists()
+    assert "(--lr-decay) must be in (0, 1]" in capsys.readouterr().err and not model.exists()
+
+
+def test_train_refuses_a_lesion_balance_outside_zero_to_one(workspace, tmp_path, capsys):
+    root, _, _ = workspace
+    model = tmp_path / "new.safetensors"
+    assert main(["train", "--train", str(root / "train.csv"), "--val", str(root / "val.csv"),
+                 "--out", str(model), *FAST_TRAIN, "--lesion-balance", "-0.1"]) == 2
+    assert "(--lesion-balance) must be in [0, 1]" in capsys.readouterr().err and not model.exists()

@@ -36,6 +36,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lr-decay", type=float, default=defaults.lr_decay,
                         help="learning rate factor after each epoch (default: %(default)s)")
     parser.add_argument("--patience", type=int, default=defaults.patience)
+    parser.add_argument("--lesion-balance", type=float, default=defaults.lesion_balance,
+                        help="share of lesion patches centred on a lesion drawn per lesion rather than "
+                             "per lesion voxel, so small lesions are seen as often as large ones "
+                             "(0 to 1, default: %(default)s)")
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--no-augment", action="store_true")
     parser.add_argument("--no-n4", action="store_true", help="skip N4 bias-field correction")
@@ -54,12 +58,11 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.exists() and not args.overwrite:
         raise InputError(out, "model file already exists; choose another name or pass --overwrite")
-    if not 0.0 < args.lr_decay <= 1.0:
-        raise InputError(None, f"--lr-decay must be in (0, 1], got {args.lr_decay}")
     device = resolve_device(args.device)
     config = TrainConfig(patch_size=args.patch_size, batch_size=args.batch_size, learning_rate=args.lr,
                          lr_decay=args.lr_decay, epochs=args.epochs, steps_per_epoch=args.steps_per_epoch,
-                         patience=args.patience, augment=not args.no_augment, seed=args.seed)
+                         patience=args.patience, lesion_balance=args.lesion_balance,
+                         augment=not args.no_augment, seed=args.seed)
     preprocessing = PreprocessConfig(n4=not args.no_n4)
     progress = progress_printer(args)
     began = time.monotonic()

@@ -1,0 +1,47 @@
+"""Patch sampling: lesion patches per lesion voxel, or per lesion when `lesion_balance` asks."""
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from WMHDomainAdaptLib.cases import PreparedCase
+from WMHDomainAdaptLib.errors import InputError
+from WMHDomainAdaptLib.patches import PatchSampler
+from WMHDomainAdaptLib.training import TrainConfig
+
+BIG, SMALL = 1.0, 2.0  # image values that tell which lesion a patch is centred on
+
+
+def one_big_and_one_small_lesion() -> PreparedCase:
+    """A 500-voxel lesion and a 1-voxel lesion; channel 0 marks each with its own value."""
+    label = np.zeros((6, 40, 40), np.uint8)
+    label[1:6, 5:15, 5:15] = 1
+    label[3, 30, 30] = 1
+    image = np.zeros((2, 6, 40, 40), np.float32)
+    image[0][label == 1] = BIG
+    image[0, 3, 30, 30] = SMALL
+    reference = sitk.Image(40, 40, 6, sitk.sitkUInt8)
+    return PreparedCase("two-lesions", image, np.ones(label.shape, bool), label, reference)
+
+
+def share_centred_on_the_small_lesion(lesion_balance: float) -> float:
+    sampler = PatchSampler([one_big_and_one_small_lesion()], 8, lesion_fraction=1.0,
+                           lesion_balance=lesion_balance)
+    images, labels = sampler.sample(2000, np.random.default_rng(0))
+    assert (labels[:, 0, 4, 4] == 1).all()  # every patch is centred on a lesion voxel
+    return float(np.mean(images[:, 0, 4, 4] == SMALL))
+
+
+def test_lesion_patches_drawn_per_voxel_almost_never_show_a_small_lesion():
+    assert share_centred_on_the_small_lesion(0.0) < 0.01
+
+
+def test_lesion_balance_shows_small_and_large_lesions_equally_often():
+    assert share_centred_on_the_small_lesion(1.0) == pytest.approx(0.5, abs=0.05)
+    assert share_centred_on_the_small_lesion(0.5) == pytest.approx(0.25, abs=0.05)
+
+
+@pytest.mark.parametrize("balance", [-0.1, 1.5])
+def test_a_lesion_balance_outside_zero_to_one_is_refused(balance):
+    with pytest.raises(InputError, match="lesion balance"):
+        TrainConfig(lesion_balance=balance)
