@@ -14,4 +14,5 @@ mkdir -p "$(dirname "$OUT")"
 .venv/bin/wmhda train \
   --train data/standard/source_train/manifest.csv data/source_extra/manifest.csv \
   --val data/standard/source_val/manifest.csv --domain source \
-  --epochs 60 --steps-per-epoch 20 --lr-decay 0.95 --patience 12 --seed 0 --out "$OUT"
+  --epochs 60 --steps-per-epoch 20 --lr-decay 0.95 --patience 12 --lesion-balance 0.5 --seed 0 \
+  --out "$OUT"
