@@ -6,16 +6,17 @@ would teach the network to say "no lesion" everywhere.
 
 A lesion voxel drawn uniformly mostly lands in the few large confluent lesions, so small lesions,
 which decide Dice on scans with a light load, are rarely seen. `lesion_balance` centres that share
-of the lesion patches on a lesion drawn uniformly among the lesions (26-connected components).
+of the lesion patches on a lesion drawn uniformly among the lesions (26-connected components,
+as the metrics count them).
 """
 
 from __future__ import annotations
 
 import numpy as np
-import SimpleITK as sitk
 
 from .cases import PreparedCase
 from .errors import InputError
+from .metrics import components
 
 
 class PatchSampler:
@@ -47,9 +48,7 @@ class PatchSampler:
         lesions = []
         for case in self.with_lesions:
             voxels = self.lesion_voxels[case]
-            components = sitk.ConnectedComponent(
-                sitk.GetImageFromArray((cases[case].label == 1).astype(np.uint8)), True)
-            lesion_ids = sitk.GetArrayViewFromImage(components)[tuple(voxels.T)]
+            lesion_ids = components(cases[case].label == 1)[0][tuple(voxels.T)]
             order = np.argsort(lesion_ids, kind="stable")
             cuts = np.flatnonzero(np.diff(lesion_ids[order])) + 1
             lesions += [(case, group) for group in np.split(voxels[order], cuts)]

@@ -94,17 +94,14 @@ def test_train_refuses_to_overwrite_an_existing_model(workspace, capsys):
     assert "already exists" in capsys.readouterr().err
 
 
-def test_train_refuses_a_learning_rate_decay_outside_zero_to_one(workspace, tmp_path, capsys):
+@pytest.mark.parametrize("option, value, message", [
+    ("--lr-decay", "1.5", "(--lr-decay) must be in (0, 1]"),
+    ("--lesion-balance", "-0.1", "(--lesion-balance) must be in [0, 1]"),
+])
+def test_train_refuses_a_rate_decay_or_lesion_balance_out_of_range(workspace, tmp_path, capsys,
+                                                                  option, value, message):
     root, _, _ = workspace
     model = tmp_path / "new.safetensors"
     assert main(["train", "--train", str(root / "train.csv"), "--val", str(root / "val.csv"),
-                 "--out", str(model), *FAST_TRAIN, "--lr-decay", "1.5"]) == 2
-    assert "(--lr-decay) must be in (0, 1]" in capsys.readouterr().err and not model.exists()
-
-
-def test_train_refuses_a_lesion_balance_outside_zero_to_one(workspace, tmp_path, capsys):
-    root, _, _ = workspace
-    model = tmp_path / "new.safetensors"
-    assert main(["train", "--train", str(root / "train.csv"), "--val", str(root / "val.csv"),
-                 "--out", str(model), *FAST_TRAIN, "--lesion-balance", "-0.1"]) == 2
-    assert "(--lesion-balance) must be in [0, 1]" in capsys.readouterr().err and not model.exists()
+                 "--out", str(model), *FAST_TRAIN, option, value]) == 2
+    assert message in capsys.readouterr().err and not model.exists()
