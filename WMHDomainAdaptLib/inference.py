@@ -17,6 +17,7 @@ from .cases import PreparedCase
 from .devices import resolve_device
 from .errors import InputError
 from .io import image_like
+from .metrics import components
 from .modelfile import LoadedModel
 from .preprocess import preprocess
 from .progress import CancelToken, ProgressCallback, ProgressTracker
@@ -74,19 +75,16 @@ def remove_small_lesions(mask: np.ndarray, spacing_xyz, min_volume_mm3: float) -
     """Drop 26-connected components smaller than `min_volume_mm3`."""
     if min_volume_mm3 <= 0 or not mask.any():
         return mask
-    labels = sitk.ConnectedComponent(sitk.GetImageFromArray(mask.astype(np.uint8)), True)
-    counts = np.bincount(sitk.GetArrayViewFromImage(labels).ravel())
+    labels, _ = components(mask)
+    counts = np.bincount(labels.ravel())
     voxel_mm3 = float(np.prod(spacing_xyz))
     keep = counts * voxel_mm3 >= min_volume_mm3
     keep[0] = False
-    return keep[sitk.GetArrayViewFromImage(labels)]
+    return keep[labels]
 
 
 def count_lesions(mask: np.ndarray) -> int:
-    if not mask.any():
-        return 0
-    labels = sitk.ConnectedComponent(sitk.GetImageFromArray(mask.astype(np.uint8)), True)
-    return int(sitk.GetArrayViewFromImage(labels).max())
+    return components(mask)[1] if mask.any() else 0
 
 
 def check_channels(model: LoadedModel, channels: int, source: str) -> None:
