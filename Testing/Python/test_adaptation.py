@@ -26,9 +26,10 @@ def target_cases(tmp_path):
     return [write_phantom_case(tmp_path / "target", seed, lesion_gain=1.4) for seed in (10, 11)]
 
 
-def test_adaptation_keeps_frozen_layers_bit_identical_and_changes_tuned_ones(source, target_cases, tmp_path):
+def test_adaptation_keeps_frozen_layers_bit_identical_and_changes_tuned_ones(source, target_cases, tmp_path,
+                                                                           device):
     result = adapt(source, target_cases, tmp_path / "adapted.safetensors", tune_layers=3,
-                   device="cpu", config=CONFIG)
+                   device=device, config=CONFIG)
     parent = load_model(source).network.state_dict()
     adapted = load_model(result.path).network.state_dict()
     for name, value in parent.items():

@@ -33,14 +33,15 @@ def test_running_from_a_cached_state_equals_the_full_forward(start):
     assert torch.allclose(network.forward_from(start, state), network(image), atol=1e-6)
 
 
-def test_frozen_layers_keep_weights_and_batch_norm_statistics_after_a_training_step():
+def test_frozen_layers_keep_weights_and_batch_norm_statistics_after_a_training_step(device):
     torch.manual_seed(0)
-    network = WMHNet()
+    network = WMHNet().to(device)
     network.freeze_first(10)
     before = {k: v.clone() for k, v in network.state_dict().items()}
     optimizer = torch.optim.Adam([p for p in network.parameters() if p.requires_grad], lr=1e-2)
     network.train()
-    loss = masked_bce(network(torch.randn(4, 2, 32, 32)), (torch.rand(4, 1, 32, 32) > 0.8).to(torch.uint8))
+    image, label = torch.randn(4, 2, 32, 32), (torch.rand(4, 1, 32, 32) > 0.8).to(torch.uint8)
+    loss = masked_bce(network(image.to(device)), label.to(device))
     loss.backward()
     optimizer.step()
     after = network.state_dict()

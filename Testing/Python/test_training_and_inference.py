@@ -82,6 +82,17 @@ def test_empty_brain_mask_is_refused(trained):
                 brain_mask=np.zeros(t1.shape, bool), device="cpu")
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_segmentation_on_the_gpu_matches_the_cpu(trained):
+    t1, flair, _ = phantom_arrays(3)
+    results = [segment(load_model(trained[1]), phantom_image(t1), phantom_image(flair), device=device)
+               for device in ("cpu", "cuda")]
+    cpu, gpu = (sitk.GetArrayFromImage(result.probability) for result in results)
+    assert np.abs(cpu - gpu).max() < 1e-3
+    masks = [sitk.GetArrayFromImage(result.mask) for result in results]
+    assert (masks[0] != masks[1]).sum() <= 0.001 * masks[0].size
+
+
 def test_gpu_requested_without_a_gpu_is_a_clear_error(trained):
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU")
