@@ -105,3 +105,9 @@ def test_train_refuses_a_rate_decay_or_lesion_balance_out_of_range(workspace, tm
     assert main(["train", "--train", str(root / "train.csv"), "--val", str(root / "val.csv"),
                  "--out", str(model), *FAST_TRAIN, option, value]) == 2
     assert message in capsys.readouterr().err and not model.exists()
+
+
+def test_bench_segment_without_cases_names_the_missing_option(workspace, capsys):
+    _, _, model = workspace
+    assert main(["bench", "segment", "--model", str(model)]) == 2
+    assert "--cases" in capsys.readouterr().err

@@ -1,7 +1,8 @@
 """`wmhda bench`: speed and memory figures (printed, not asserted).
 
 `bench segment` times one scan end to end and splits the time into reading, preprocessing,
-inference and writing; `bench adapt` times an adaptation with and without the feature cache.
+inference and writing; `bench adapt` times an adaptation with and without the feature cache;
+`bench step` times one training step of the source recipe (what a training run repeats).
 Peak memory is the process's maximum resident set size.
 """
 
@@ -13,14 +14,18 @@ import tempfile
 import time
 from pathlib import Path
 
+import torch
+
 from ..adaptation import AdaptConfig, adapt
 from ..cases import PreparedCase
 from ..dataset import load_cases
 from ..devices import resolve_device
+from ..errors import InputError
 from ..inference import predict_probability, segment_prepared
 from ..io import read_image, write_image
 from ..modelfile import load_model
-from ..preprocess import preprocess
+from ..preprocess import CHANNELS, preprocess
+from ..training import TrainConfig, masked_bce
 from ._common import add_device_argument
 
 NAME = "bench"
@@ -28,13 +33,14 @@ HELP = "print speed and memory figures for segmentation and adaptation"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("what", choices=["segment", "adapt"])
+    parser.add_argument("what", choices=["segment", "adapt", "step"])
     parser.add_argument("--model", required=True, help="model file")
-    parser.add_argument("--cases", required=True, help="manifest or folder; segment uses the first case, "
-                                                       "adapt the first --n cases")
+    parser.add_argument("--cases", help="manifest or folder; segment uses the first case, adapt the first "
+                                        "--n cases (step needs none)")
     parser.add_argument("--n", type=int, default=2, help="adapt: number of scans (default 2)")
     parser.add_argument("--tune-layers", type=int, default=3, help="adapt: K (default 3)")
-    parser.add_argument("--repeats", type=int, default=3, help="segment: timed repeats (default 3)")
+    parser.add_argument("--repeats", type=int, default=3, help="segment: timed repeats (default 3); "
+                                                                "step: timed steps = 10 x repeats")
     add_device_argument(parser)
 
 
@@ -97,6 +103,36 @@ def bench_adapt(args: argparse.Namespace) -> None:
               f"{training['best_val_dice']:.3f}), peak RSS {peak_rss_mb():.0f} MB")
 
 
+def bench_step(args: argparse.Namespace) -> None:
+    """One Adam step on a mini-batch of random patches: the unit a training run's time is made of."""
+    device = resolve_device(args.device)
+    network = load_model(args.model, device).network.train()
+    config = TrainConfig()
+    optimizer = torch.optim.Adam(network.parameters(), lr=config.learning_rate,
+                                 weight_decay=config.weight_decay)
+    shape = (config.batch_size, len(CHANNELS), config.patch_size, config.patch_size)
+    images = torch.randn(shape, device=device)
+    labels = (torch.rand((shape[0], 1, *shape[2:]), device=device) > 0.9).to(torch.uint8)
+
+    def steps(count: int) -> float:
+        began = time.perf_counter()
+        for _ in range(count):
+            optimizer.zero_grad()
+            masked_bce(network(images), labels).backward()
+            optimizer.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        return time.perf_counter() - began
+
+    steps(3)  # warm-up
+    count = 10 * args.repeats
+    seconds = steps(count) / count
+    print(f"training step (mini-batch {config.batch_size} of {config.patch_size}x{config.patch_size}) "
+          f"on {device}: {seconds * 1000:.1f} ms, {torch.get_num_threads()} CPU threads")
+
+
 def run(args: argparse.Namespace) -> int:
-    (bench_segment if args.what == "segment" else bench_adapt)(args)
+    if args.what != "step" and not args.cases:
+        raise InputError("--cases", f"bench {args.what} needs --cases")
+    {"segment": bench_segment, "adapt": bench_adapt, "step": bench_step}[args.what](args)
     return 0
