@@ -131,12 +131,11 @@ def n4_correct(image: sitk.Image, mask: np.ndarray, config: PreprocessConfig,
 
 def n4_correct_each(images: list[sitk.Image], mask: np.ndarray,
                     config: PreprocessConfig) -> list[sitk.Image]:
-    """N4 of several images at once, sharing out ITK's threads.
+    """N4 of several images at once, ITK's threads shared out among them.
 
-    One N4 fit spends most of its time in per-iteration overhead and gains little past two threads
-    (3.4 s with 2, 4.4 s with 1 on a 2-core CPU), and ITK releases the GIL, so fitting the T1 and
-    the FLAIR side by side is faster than one after the other. The thread count moves the result
-    by about 1e-5 z-units.
+    One N4 fit barely speeds up with more threads (4.4 s with one, 3.4 s with two on the 2-core
+    CPU), and ITK releases the GIL, so the T1 and FLAIR fits run side by side: 4.5 s for both
+    there, against 7.0 s one after the other. The thread count moves the z-scores by about 1e-5.
     """
     threads = max(1, sitk.ProcessObject.GetGlobalDefaultNumberOfThreads() // len(images))
     with ThreadPoolExecutor(len(images)) as pool:
