@@ -83,7 +83,7 @@ def test_empty_brain_mask_is_refused(trained):
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-def test_segmentation_on_the_gpu_matches_the_cpu(trained):
+def test_segmentation_on_cuda_matches_the_cpu(trained):
     t1, flair, _ = phantom_arrays(3)
     results = [segment(load_model(trained[1]), phantom_image(t1), phantom_image(flair), device=device)
                for device in ("cpu", "cuda")]
