@@ -129,21 +129,15 @@ def n4_correct(image: sitk.Image, mask: np.ndarray, config: PreprocessConfig,
     return image / sitk.Exp(log_bias)
 
 
-N4_THREADS_PER_FIT = 4  # more made each fit slower on a 16-core machine (see n4_correct_each)
-
-
 def n4_correct_each(images: list[sitk.Image], mask: np.ndarray,
                     config: PreprocessConfig) -> list[sitk.Image]:
     """N4 of several images at once, ITK's threads shared out among them.
 
-    One N4 fit gains little from threads (4.4 s with one, 3.4 s with two on the 2-core
+    One N4 fit barely speeds up with more threads (4.4 s with one, 3.4 s with two on the 2-core
     CPU), and ITK releases the GIL, so the T1 and FLAIR fits run side by side: 4.5 s for both
-    there, against 7.0 s one after the other. Past 4 threads a fit gets slower: on a 16-core
-    machine preprocessing took 2.0 s with 4 threads per fit and 2.8 s with 8. The thread count
-    moves the z-scores by about 1e-5.
+    there, against 7.0 s one after the other. The thread count moves the z-scores by about 1e-5.
     """
-    available = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
-    threads = max(1, min(N4_THREADS_PER_FIT, available // len(images)))
+    threads = max(1, sitk.ProcessObject.GetGlobalDefaultNumberOfThreads() // len(images))
     with ThreadPoolExecutor(len(images)) as pool:
         return list(pool.map(lambda image: n4_correct(image, mask, config, threads), images))
 
