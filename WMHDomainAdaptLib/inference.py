@@ -84,7 +84,7 @@ def remove_small_lesions(mask: np.ndarray, spacing_xyz, min_volume_mm3: float) -
 
 
 def count_lesions(mask: np.ndarray) -> int:
-    return components(mask)[1] if mask.any() else 0
+    return components(mask)[1]
 
 
 def check_channels(model: LoadedModel, channels: int, source: str) -> None:

@@ -89,14 +89,28 @@ def pooled_dice(probabilities: Iterable[np.ndarray], labels: Iterable[np.ndarray
     return 2.0 * overlap / total if total else 1.0
 
 
+def make_optimizer(network: WMHNet, config: TrainConfig) -> torch.optim.Adam:
+    """Adam with L2 weight decay over the layers that are not frozen."""
+    trainable = [p for p in network.parameters() if p.requires_grad]
+    return torch.optim.Adam(trainable, lr=config.learning_rate, weight_decay=config.weight_decay)
+
+
+def train_step(network: WMHNet, optimizer: torch.optim.Optimizer, start: int, state, labels) -> torch.Tensor:
+    """One mini-batch from the chain state after layer `start`: BCE, backward, Adam step; the loss."""
+    optimizer.zero_grad(set_to_none=True)
+    loss = masked_bce(network.forward_from(start, state), labels)
+    loss.backward()
+    optimizer.step()
+    return loss
+
+
 def fit(network: WMHNet, start: int, epoch_batches: Callable[[int], Iterable[Batch]],
         validate: Callable[[], float], config: TrainConfig, device: torch.device,
         progress: ProgressCallback | None = None, cancel: CancelToken | None = None,
         on_improve: Callable[[dict, float, int], None] | None = None) -> TrainResult:
     """Train layers[start:] with early stopping; returns the best weights seen (by validation Dice)."""
     network.to(device)
-    trainable = [p for p in network.parameters() if p.requires_grad]
-    optimizer = torch.optim.Adam(trainable, lr=config.learning_rate, weight_decay=config.weight_decay)
+    optimizer = make_optimizer(network, config)
     schedule = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=config.lr_decay)
     tracker = ProgressTracker("train", config.epochs, progress, cancel)
     best = TrainResult(copy.deepcopy(network.state_dict()), -1.0, 0, 0, False, 0.0)
@@ -108,11 +122,7 @@ def fit(network: WMHNet, start: int, epoch_batches: Callable[[int], Iterable[Bat
             for state, labels in epoch_batches(epoch):
                 if cancel is not None:
                     cancel.check()
-                optimizer.zero_grad(set_to_none=True)
-                loss = masked_bce(network.forward_from(start, state), labels)
-                loss.backward()
-                optimizer.step()
-                losses.append(loss.item())
+                losses.append(train_step(network, optimizer, start, state, labels).item())
             schedule.step()
             dice = validate()
             best.history.append({"epoch": epoch, "loss": float(np.mean(losses)), "val_dice": dice})

@@ -25,7 +25,7 @@ from ..inference import predict_probability, segment_prepared
 from ..io import read_image, write_image
 from ..modelfile import load_model
 from ..preprocess import CHANNELS, preprocess
-from ..training import TrainConfig, masked_bce
+from ..training import TrainConfig, make_optimizer, train_step
 from ._common import add_device_argument
 
 NAME = "bench"
@@ -108,18 +108,15 @@ def bench_step(args: argparse.Namespace) -> None:
     device = resolve_device(args.device)
     network = load_model(args.model, device).network.train()
     config = TrainConfig()
-    optimizer = torch.optim.Adam(network.parameters(), lr=config.learning_rate,
-                                 weight_decay=config.weight_decay)
+    optimizer = make_optimizer(network, config)
     shape = (config.batch_size, len(CHANNELS), config.patch_size, config.patch_size)
-    images = torch.randn(shape, device=device)
+    state = network.encode(torch.randn(shape, device=device), 0)
     labels = (torch.rand((shape[0], 1, *shape[2:]), device=device) > 0.9).to(torch.uint8)
 
     def steps(count: int) -> float:
         began = time.perf_counter()
         for _ in range(count):
-            optimizer.zero_grad()
-            masked_bce(network(images), labels).backward()
-            optimizer.step()
+            train_step(network, optimizer, 0, state, labels)
         if device.type == "cuda":
             torch.cuda.synchronize()
         return time.perf_counter() - began
