@@ -7,7 +7,7 @@ from phantom import write_phantom_case
 
 from WMHDomainAdaptLib.cli import main
 from WMHDomainAdaptLib.dataset import write_manifest
-from WMHDomainAdaptLib.modelfile import read_metadata
+from WMHDomainAdaptLib.modelfile import load_model, read_metadata
 
 FAST_TRAIN = ["--epochs", "2", "--steps-per-epoch", "2", "--batch-size", "16", "--patch-size", "32",
               "--no-n4", "--device", "cpu", "--threads", "1"]
@@ -36,6 +36,18 @@ def test_train_writes_a_model_with_its_training_summary(workspace):
     assert len(training["history"]) == training["epochs_run"] >= 1
     assert training["arguments"]["train"] == [str(workspace[0] / "train.csv")]
     assert training["arguments"]["lr_decay"] == 0.93 and training["arguments"]["seed"] == 0
+
+
+def test_train_builds_and_records_the_layer_widths_it_is_given(workspace, tmp_path):
+    root, _, _ = workspace
+    model = tmp_path / "narrow.safetensors"
+    assert main(["train", "--train", str(root / "train.csv"), "--val", str(root / "val.csv"),
+                 "--out", str(model), *FAST_TRAIN, "--epochs", "1", "--fine-width", "8",
+                 "--coarse-width", "12"]) == 0
+    loaded = load_model(model)
+    layers = loaded.network.layers
+    assert (loaded.network.architecture.fine_width, loaded.network.architecture.coarse_width) == (8, 12)
+    assert layers[1].conv.out_channels == 8 and layers[5].conv.out_channels == 12
 
 
 def test_segment_writes_a_mask_on_the_flair_grid_and_reports_volume(workspace, tmp_path, capsys):
@@ -97,8 +109,9 @@ def test_train_refuses_to_overwrite_an_existing_model(workspace, capsys):
 @pytest.mark.parametrize("option, value, message", [
     ("--lr-decay", "1.5", "(--lr-decay) must be in (0, 1]"),
     ("--lesion-balance", "-0.1", "(--lesion-balance) must be in [0, 1]"),
+    ("--coarse-width", "0", "(--fine-width, --coarse-width) must be at least 1"),
 ])
-def test_train_refuses_a_rate_decay_or_lesion_balance_out_of_range(workspace, tmp_path, capsys,
+def test_train_refuses_a_rate_decay_lesion_balance_or_width_out_of_range(workspace, tmp_path, capsys,
                                                                   option, value, message):
     root, _, _ = workspace
     model = tmp_path / "new.safetensors"

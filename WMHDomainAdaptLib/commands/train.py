@@ -10,7 +10,7 @@ from ..cases import prepare_cases
 from ..dataset import load_datasets
 from ..devices import resolve_device
 from ..errors import InputError
-from ..model import WMHNet
+from ..model import Architecture, WMHNet
 from ..modelfile import build_metadata, save_model
 from ..preprocess import PreprocessConfig
 from ..training import TrainConfig, choose_threshold, train_network
@@ -41,6 +41,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "per lesion voxel, so small lesions are seen as often as large ones "
                              "(0 to 1, default: %(default)s)")
     parser.add_argument("--seed", type=int, default=defaults.seed)
+    architecture = Architecture()
+    parser.add_argument("--fine-width", type=int, default=architecture.fine_width,
+                        help="channels of the full-resolution layers 1, 2 and 14 (default: %(default)s)")
+    parser.add_argument("--coarse-width", type=int, default=architecture.coarse_width,
+                        help="channels of the half-resolution layers 3 to 13 (default: %(default)s)")
     parser.add_argument("--no-augment", action="store_true")
     parser.add_argument("--no-n4", action="store_true", help="skip N4 bias-field correction")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing model file")
@@ -58,6 +63,9 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.exists() and not args.overwrite:
         raise InputError(out, "model file already exists; choose another name or pass --overwrite")
+    if min(args.fine_width, args.coarse_width) < 1:
+        raise InputError(None, "layer widths (--fine-width, --coarse-width) must be at least 1")
+    architecture = Architecture(fine_width=args.fine_width, coarse_width=args.coarse_width)
     device = resolve_device(args.device)
     config = TrainConfig(patch_size=args.patch_size, batch_size=args.batch_size, learning_rate=args.lr,
                          lr_decay=args.lr_decay, epochs=args.epochs, steps_per_epoch=args.steps_per_epoch,
@@ -68,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
     began = time.monotonic()
     train_cases = prepare_cases(load_datasets(args.train), preprocessing, need_label=True, progress=progress)
     val_cases = prepare_cases(load_datasets(args.val), preprocessing, need_label=True, progress=progress)
-    network = WMHNet()
+    network = WMHNet(architecture)
     summary = {"kind": "from_scratch", "domain": args.domain, "n_cases": len(train_cases),
                "case_ids": [c.case_id for c in train_cases], "val_case_ids": [c.case_id for c in val_cases],
                "flair_spacing": list(train_cases[0].spacing_xyz), "config": config.to_dict(),
@@ -76,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
 
     def checkpoint(best_state: dict, dice: float, epoch: int) -> None:
         """Keep the best weights on disk as they improve: a killed run leaves its last good state."""
-        snapshot = WMHNet()
+        snapshot = WMHNet(architecture)
         snapshot.load_state_dict(best_state)
         status = {**summary, "status": f"checkpoint: best so far at epoch {epoch}", "best_val_dice": dice}
         save_model(out, snapshot, build_metadata(snapshot, preprocessing, 0.5, status), overwrite=True)
