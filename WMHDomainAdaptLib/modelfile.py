@@ -24,7 +24,7 @@ from . import __version__
 from .errors import InputError
 from .io import atomic_write
 from .model import Architecture, WMHNet, layer_table
-from .preprocess import PreprocessConfig
+from .preprocess import PreprocessConfig, input_channel_names
 
 FORMAT_VERSION = 1
 METADATA_KEY = "wmhda"
@@ -77,7 +77,7 @@ def build_metadata(network: WMHNet, preprocessing: PreprocessConfig, threshold: 
         "architecture": network.architecture.to_dict(),
         "layer_table": layer_table(network.architecture),
         "depth": len(network.layers),
-        "input_channels": list(preprocessing.channels),
+        "input_channels": input_channel_names(preprocessing),
         "preprocessing": preprocessing.to_dict(),
         "threshold": float(threshold),
         "frozen_layers": int(network.frozen_layers),

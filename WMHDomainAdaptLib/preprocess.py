@@ -30,6 +30,12 @@ class PreprocessConfig:
     mask_threshold: float = 0.12    # computed mask: fraction of the T1's 99th percentile
     clip: float = 6.0               # z-scores are clipped to +-clip
     channels: tuple[str, ...] = CHANNELS
+    context_slices: int = 0         # the channels of this many slices above and below are added
+
+    def __post_init__(self) -> None:
+        if self.context_slices < 0:
+            raise InputError(None, f"context slices (--context-slices) must be 0 or more, "
+                                   f"got {self.context_slices}")
 
     def to_dict(self) -> dict:
         data = asdict(self)
@@ -46,6 +52,31 @@ class PreprocessConfig:
         if "channels" in values:
             values["channels"] = tuple(values["channels"])
         return cls(**values)
+
+
+def input_channel_names(config: PreprocessConfig) -> list[str]:
+    """The network's input channels in order: the slice's own, then those of z-1, z+1, z-2, ..."""
+    names = list(config.channels)
+    for distance in range(1, config.context_slices + 1):
+        for sign in ("-", "+"):
+            names += [f"{name}[z{sign}{distance}]" for name in config.channels]
+    return names
+
+
+def with_neighbour_slices(image: np.ndarray, context_slices: int) -> np.ndarray:
+    """Stack the channels of the `context_slices` slices above and below onto each slice.
+
+    Why: on 6 mm slices, whether a faint voxel is mostly lesion depends on how far the lesion
+    reaches into the neighbouring slabs, which a 2D network cannot see. Slices beyond the volume
+    are zeros, the value outside the brain.
+    """
+    stacked = [image]
+    for distance in range(1, context_slices + 1):
+        below, above = np.zeros_like(image), np.zeros_like(image)
+        below[:, distance:] = image[:, :-distance]
+        above[:, :-distance] = image[:, distance:]
+        stacked += [below, above]
+    return np.concatenate(stacked)
 
 
 @dataclass
@@ -166,4 +197,5 @@ def preprocess(t1: sitk.Image, flair: sitk.Image, config: PreprocessConfig,
         flair_image, t1_resampled = n4_correct_each([flair_image, t1_resampled], brain_mask, config)
     arrays = {"t1": sitk.GetArrayFromImage(t1_resampled), "flair": sitk.GetArrayFromImage(flair_image)}
     image = np.stack([zscore(arrays[name], brain_mask, config.clip) for name in config.channels])
+    image = with_neighbour_slices(image, config.context_slices)
     return Preprocessed(image=image, brain_mask=brain_mask, reference=flair)

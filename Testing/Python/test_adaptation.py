@@ -6,9 +6,9 @@ from phantom import write_phantom_case
 
 from WMHDomainAdaptLib.adaptation import AdaptConfig, adapt, recommended_tune_layers
 from WMHDomainAdaptLib.errors import InputError
-from WMHDomainAdaptLib.model import WMHNet
+from WMHDomainAdaptLib.model import Architecture, WMHNet
 from WMHDomainAdaptLib.modelfile import build_metadata, file_sha256, load_model, save_model
-from WMHDomainAdaptLib.preprocess import PreprocessConfig
+from WMHDomainAdaptLib.preprocess import PreprocessConfig, input_channel_names
 
 CONFIG = AdaptConfig(patches_per_case=64, patch_size=32, batch_size=32, epochs=3, patience=3)
 
@@ -47,6 +47,18 @@ def test_cached_and_uncached_tail_training_agree(source, target_cases):
         assert torch.allclose(cached[name].float(), uncached[name].float(), atol=1e-4), name
     assert runs[0].metadata["training"]["cached_features"] is True
     assert runs[1].metadata["training"]["cached_features"] is False
+
+
+def test_a_model_with_through_plane_context_adapts_with_the_same_input_channels(tmp_path, target_cases):
+    preprocessing = PreprocessConfig(n4=False, context_slices=1)
+    network = WMHNet(Architecture(in_channels=len(input_channel_names(preprocessing))))
+    source = save_model(tmp_path / "context.safetensors", network,
+                        build_metadata(network, preprocessing, 0.5, {"domain": "source"}))
+    result = adapt(source, target_cases, tmp_path / "adapted.safetensors", tune_layers=2, device="cpu",
+                   config=CONFIG)
+    adapted = load_model(result.path)
+    assert adapted.metadata["input_channels"] == load_model(source).metadata["input_channels"]
+    assert adapted.preprocess_config.context_slices == 1
 
 
 def test_adapted_model_records_its_provenance(source, target_cases, tmp_path):

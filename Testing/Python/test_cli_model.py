@@ -38,16 +38,23 @@ def test_train_writes_a_model_with_its_training_summary(workspace):
     assert training["arguments"]["lr_decay"] == 0.93 and training["arguments"]["seed"] == 0
 
 
-def test_train_builds_and_records_the_layer_widths_it_is_given(workspace, tmp_path):
-    root, _, _ = workspace
+def test_train_builds_and_records_the_widths_and_context_it_is_given_and_segment_repeats_them(
+        workspace, tmp_path):
+    root, cases, _ = workspace
     model = tmp_path / "narrow.safetensors"
     assert main(["train", "--train", str(root / "train.csv"), "--val", str(root / "val.csv"),
                  "--out", str(model), *FAST_TRAIN, "--epochs", "1", "--fine-width", "8",
-                 "--coarse-width", "12"]) == 0
+                 "--coarse-width", "12", "--context-slices", "1"]) == 0
     loaded = load_model(model)
     layers = loaded.network.layers
     assert (loaded.network.architecture.fine_width, loaded.network.architecture.coarse_width) == (8, 12)
     assert layers[1].conv.out_channels == 8 and layers[5].conv.out_channels == 12
+    assert layers[0].conv.in_channels == 6 and len(loaded.metadata["input_channels"]) == 6
+    assert loaded.preprocess_config.context_slices == 1
+    out = tmp_path / "mask.nii.gz"
+    assert main(["segment", "--model", str(model), "--t1", str(cases[0].t1), "--flair", str(cases[0].flair),
+                 "--out", str(out), "--device", "cpu"]) == 0
+    assert sitk.ReadImage(str(out)).GetSize() == sitk.ReadImage(str(cases[0].flair)).GetSize()
 
 
 def test_segment_writes_a_mask_on_the_flair_grid_and_reports_volume(workspace, tmp_path, capsys):
@@ -110,8 +117,9 @@ def test_train_refuses_to_overwrite_an_existing_model(workspace, capsys):
     ("--lr-decay", "1.5", "(--lr-decay) must be in (0, 1]"),
     ("--lesion-balance", "-0.1", "(--lesion-balance) must be in [0, 1]"),
     ("--coarse-width", "0", "(--fine-width, --coarse-width) must be at least 1"),
+    ("--context-slices", "-1", "(--context-slices) must be 0 or more"),
 ])
-def test_train_refuses_a_rate_decay_lesion_balance_or_width_out_of_range(workspace, tmp_path, capsys,
+def test_train_refuses_a_rate_decay_lesion_balance_width_or_context_out_of_range(workspace, tmp_path, capsys,
                                                                   option, value, message):
     root, _, _ = workspace
     model = tmp_path / "new.safetensors"

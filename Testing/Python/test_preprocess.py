@@ -12,6 +12,7 @@ from WMHDomainAdaptLib.errors import InputError
 from WMHDomainAdaptLib.io import image_like
 from WMHDomainAdaptLib.preprocess import (
     PreprocessConfig,
+    input_channel_names,
     n4_correct,
     n4_correct_each,
     preprocess,
@@ -193,3 +194,21 @@ def test_the_channel_order_follows_the_config():
     forward = preprocess(t1_image(), flair, NO_N4)
     swapped = preprocess(t1_image(), flair, PreprocessConfig(n4=False, channels=("flair", "t1")))
     np.testing.assert_array_equal(swapped.image, forward.image[::-1])
+
+
+def test_context_slices_add_the_neighbouring_slices_channels_after_the_slices_own():
+    flair = flair_image()
+    plain = preprocess(t1_image(), flair, NO_N4).image
+    config = PreprocessConfig(n4=False, context_slices=1)
+    stacked = preprocess(t1_image(), flair, config).image
+    assert input_channel_names(config) == ["t1", "flair", "t1[z-1]", "flair[z-1]", "t1[z+1]", "flair[z+1]"]
+    assert stacked.shape == (6, *plain.shape[1:])
+    np.testing.assert_array_equal(stacked[:2], plain)
+    np.testing.assert_array_equal(stacked[2:4, 1:], plain[:, :-1])  # slice z sees slice z-1
+    np.testing.assert_array_equal(stacked[4:6, :-1], plain[:, 1:])  # and slice z+1
+    assert not stacked[2:4, 0].any() and not stacked[4:6, -1].any()  # beyond the volume: zeros
+
+
+def test_a_negative_number_of_context_slices_is_refused():
+    with pytest.raises(InputError, match="must be 0 or more"):
+        PreprocessConfig(context_slices=-1)

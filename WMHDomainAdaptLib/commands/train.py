@@ -12,7 +12,7 @@ from ..devices import resolve_device
 from ..errors import InputError
 from ..model import Architecture, WMHNet
 from ..modelfile import build_metadata, save_model
-from ..preprocess import PreprocessConfig
+from ..preprocess import PreprocessConfig, input_channel_names
 from ..training import TrainConfig, choose_threshold, train_network
 from ._common import add_device_argument, add_progress_argument, progress_printer
 
@@ -48,6 +48,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="channels of the half-resolution layers 3 to 13 (default: %(default)s)")
     parser.add_argument("--no-augment", action="store_true")
     parser.add_argument("--no-n4", action="store_true", help="skip N4 bias-field correction")
+    parser.add_argument("--context-slices", type=int, default=0,
+                        help="add the T1 and FLAIR of this many slices above and below as input "
+                             "channels (through-plane context; default: %(default)s)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing model file")
     add_device_argument(parser)
     add_progress_argument(parser)
@@ -65,13 +68,14 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(out, "model file already exists; choose another name or pass --overwrite")
     if min(args.fine_width, args.coarse_width) < 1:
         raise InputError(None, "layer widths (--fine-width, --coarse-width) must be at least 1")
-    architecture = Architecture(fine_width=args.fine_width, coarse_width=args.coarse_width)
+    preprocessing = PreprocessConfig(n4=not args.no_n4, context_slices=args.context_slices)
+    architecture = Architecture(in_channels=len(input_channel_names(preprocessing)),
+                                fine_width=args.fine_width, coarse_width=args.coarse_width)
     device = resolve_device(args.device)
     config = TrainConfig(patch_size=args.patch_size, batch_size=args.batch_size, learning_rate=args.lr,
                          lr_decay=args.lr_decay, epochs=args.epochs, steps_per_epoch=args.steps_per_epoch,
                          patience=args.patience, lesion_balance=args.lesion_balance,
                          augment=not args.no_augment, seed=args.seed)
-    preprocessing = PreprocessConfig(n4=not args.no_n4)
     progress = progress_printer(args)
     began = time.monotonic()
     train_cases = prepare_cases(load_datasets(args.train), preprocessing, need_label=True, progress=progress)

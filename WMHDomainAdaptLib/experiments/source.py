@@ -13,8 +13,9 @@ from pathlib import Path
 import torch
 
 from ..errors import Cancelled
-from ..model import WMHNet
+from ..model import Architecture, WMHNet
 from ..modelfile import LoadedModel, build_metadata, load_model, save_model
+from ..preprocess import input_channel_names
 from ..progress import CancelToken, ProgressCallback
 from ..training import choose_threshold, train_network
 from .config import ExperimentConfig
@@ -46,7 +47,7 @@ def train_source_model(config: ExperimentConfig, root: Path, out: Path, device: 
                             progress, cancel)
     recipe = dataclasses.replace(config.source_training, seed=config.seed)
     torch.manual_seed(config.seed)
-    network = WMHNet()
+    network = WMHNet(Architecture(in_channels=len(input_channel_names(config.preprocess))))
     result = train_network(network, train, val, recipe, device, progress, cancel)
     if result.interrupted:
         raise Cancelled("source training interrupted; it restarts on the next run")
