@@ -95,14 +95,20 @@ def check_channels(model: LoadedModel, channels: int, source: str) -> None:
 
 
 def warn_if_far_spacing(model: LoadedModel, reference: sitk.Image) -> str | None:
-    """A warning when the FLAIR's in-plane spacing is far (over 30%) from the training data's."""
+    """A warning when the FLAIR's spacing is far (over 30%) from the training data's.
+
+    In-plane always; along z too for a model that reads neighbouring slices, whose distance it
+    learned.
+    """
     trained = model.metadata.get("training", {}).get("flair_spacing")
     if not trained:
         return None
-    ratio = np.asarray(reference.GetSpacing()[:2]) / np.asarray(trained[:2])
+    axes = 3 if model.preprocess_config.context_slices else 2
+    ratio = np.asarray(reference.GetSpacing()[:axes]) / np.asarray(trained[:axes])
     if np.any(ratio > 1.3) or np.any(ratio < 0.77):
-        return (f"warning: FLAIR in-plane spacing {reference.GetSpacing()[:2]} is far from the model's "
-                f"training spacing {tuple(trained[:2])}; results may be poor")
+        which = "spacing" if axes == 3 else "in-plane spacing"
+        return (f"warning: FLAIR {which} {reference.GetSpacing()[:axes]} is far from the model's "
+                f"training spacing {tuple(trained[:axes])}; results may be poor")
     return None
 
 

@@ -70,6 +70,10 @@ def weights_sha256(tensors: dict[str, torch.Tensor]) -> str:
 def build_metadata(network: WMHNet, preprocessing: PreprocessConfig, threshold: float,
                    training: dict, parent_sha256: str | None = None) -> dict:
     """The metadata of a new model file (the weights hash is added by `save_model`)."""
+    channels = input_channel_names(preprocessing)
+    if network.architecture.in_channels != len(channels):
+        raise ValueError(f"the network takes {network.architecture.in_channels} input channels, "
+                         f"the preprocessing makes {len(channels)}")
     return {
         "format_version": FORMAT_VERSION,
         "library_version": __version__,
@@ -77,7 +81,7 @@ def build_metadata(network: WMHNet, preprocessing: PreprocessConfig, threshold: 
         "architecture": network.architecture.to_dict(),
         "layer_table": layer_table(network.architecture),
         "depth": len(network.layers),
-        "input_channels": input_channel_names(preprocessing),
+        "input_channels": channels,
         "preprocessing": preprocessing.to_dict(),
         "threshold": float(threshold),
         "frozen_layers": int(network.frozen_layers),
@@ -148,6 +152,9 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> LoadedMo
     except (TypeError, KeyError, ValueError, RuntimeError) as error:
         first_line = str(error).splitlines()[0]
         raise InputError(path, f"weights do not fit the recorded architecture ({first_line})") from None
+    if network.architecture.in_channels != len(metadata["input_channels"]):
+        raise InputError(path, f"the network takes {network.architecture.in_channels} input channels, but "
+                               f"the file names {len(metadata['input_channels'])} (metadata altered)")
     network.freeze(metadata.get("frozen_layer_indices", range(int(metadata.get("frozen_layers", 0)))))
     return LoadedModel(network.to(device).eval(), metadata, path)
 

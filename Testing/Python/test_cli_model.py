@@ -38,8 +38,32 @@ def test_train_writes_a_model_with_its_training_summary(workspace):
     assert training["arguments"]["lr_decay"] == 0.93 and training["arguments"]["seed"] == 0
 
 
+def respaced_copy(case, folder, factors):
+    """The case's T1 and FLAIR with their spacing multiplied by (x, y, z) factors."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name in ("t1", "flair"):
+        image = sitk.ReadImage(str(getattr(case, name)))
+        image.SetSpacing([s * f for s, f in zip(image.GetSpacing(), factors, strict=True)])
+        paths.append(folder / f"{name}.nii.gz")
+        sitk.WriteImage(image, str(paths[-1]))
+    return paths
+
+
+def test_segment_warns_about_an_in_plane_spacing_far_from_training_but_not_about_slices(
+        workspace, tmp_path, capsys):
+    _, cases, model = workspace
+    for factors, warned in (((2.0, 2.0, 1.0), True), ((1.0, 1.0, 2.0), False)):
+        t1, flair = respaced_copy(cases[0], tmp_path / str(factors), factors)
+        out = tmp_path / str(factors) / "mask.nii.gz"
+        assert main(["segment", "--model", str(model), "--t1", str(t1), "--flair", str(flair),
+                     "--out", str(out), "--device", "cpu"]) == 0
+        assert ("far from the model's training spacing" in capsys.readouterr().err) == warned
+        assert out.exists()
+
+
 def test_train_builds_and_records_the_widths_and_context_it_is_given_and_segment_repeats_them(
-        workspace, tmp_path):
+        workspace, tmp_path, capsys):
     root, cases, _ = workspace
     model = tmp_path / "narrow.safetensors"
     assert main(["train", "--train", str(root / "train.csv"), "--val", str(root / "val.csv"),
@@ -55,6 +79,11 @@ def test_train_builds_and_records_the_widths_and_context_it_is_given_and_segment
     assert main(["segment", "--model", str(model), "--t1", str(cases[0].t1), "--flair", str(cases[0].flair),
                  "--out", str(out), "--device", "cpu"]) == 0
     assert sitk.ReadImage(str(out)).GetSize() == sitk.ReadImage(str(cases[0].flair)).GetSize()
+    t1, flair = respaced_copy(cases[0], tmp_path / "thicker", (1.0, 1.0, 2.0))
+    capsys.readouterr()
+    assert main(["segment", "--model", str(model), "--t1", str(t1), "--flair", str(flair),
+                 "--out", str(tmp_path / "thicker.nii.gz"), "--device", "cpu"]) == 0
+    assert "FLAIR spacing" in capsys.readouterr().err  # its slice distance matters to this model
 
 
 def test_segment_writes_a_mask_on_the_flair_grid_and_reports_volume(workspace, tmp_path, capsys):

@@ -107,6 +107,23 @@ def test_model_of_another_format_version_is_refused(saved):
         load_model(path)
 
 
+def test_input_channels_that_do_not_fit_the_network_are_refused_on_load(saved):
+    path = saved[0]
+
+    def add_channel(header):
+        metadata = json.loads(header["__metadata__"]["wmhda"])
+        metadata["input_channels"].append("t2")
+        header["__metadata__"]["wmhda"] = json.dumps(metadata)
+    _rewrite_header(path, add_channel)
+    with pytest.raises(InputError, match="takes 2 input channels, but the file names 3"):
+        load_model(path)
+
+
+def test_metadata_for_a_network_that_does_not_fit_the_preprocessing_is_not_built():
+    with pytest.raises(ValueError, match="takes 2 input channels, the preprocessing makes 6"):
+        build_metadata(WMHNet(), PreprocessConfig(context_slices=1), 0.5, {})
+
+
 def test_safetensors_file_of_another_program_is_refused(tmp_path):
     from safetensors.torch import save_file
     other = tmp_path / "other.safetensors"
