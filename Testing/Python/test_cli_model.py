@@ -148,8 +148,8 @@ def test_train_refuses_to_overwrite_an_existing_model(workspace, capsys):
     ("--coarse-width", "0", "(--fine-width, --coarse-width) must be at least 1"),
     ("--context-slices", "-1", "(--context-slices) must be 0 or more"),
 ])
-def test_train_refuses_a_rate_decay_lesion_balance_width_or_context_out_of_range(workspace, tmp_path, capsys,
-                                                                  option, value, message):
+def test_train_refuses_a_rate_decay_lesion_balance_width_or_context_out_of_range(
+        workspace, tmp_path, capsys, option, value, message):
     root, _, _ = workspace
     model = tmp_path / "new.safetensors"
     assert main(["train", "--train", str(root / "train.csv"), "--val", str(root / "val.csv"),
