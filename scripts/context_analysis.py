@@ -22,6 +22,7 @@ import torch
 from scipy import ndimage
 from sklearn.ensemble import HistGradientBoostingClassifier
 
+from WMHDomainAdaptLib import metrics
 from WMHDomainAdaptLib.cases import prepare_cases
 from WMHDomainAdaptLib.dataset import load_datasets
 from WMHDomainAdaptLib.inference import predict_probability
@@ -49,8 +50,8 @@ def features(image: np.ndarray, probability: np.ndarray, with_context: bool) -> 
 
 
 def dice(prediction: np.ndarray, label: np.ndarray) -> float:
-    truth, prediction = label == 1, prediction & (label != 2)
-    return 2 * float((prediction & truth).sum()) / max(float(prediction.sum() + truth.sum()), 1.0)
+    """The challenge's Dice: voxels labelled 2 (other pathology) are ignored."""
+    return metrics.dice(prediction & (label != 2), label == 1)
 
 
 def error_split(prediction: np.ndarray, label: np.ndarray) -> np.ndarray:
