@@ -23,6 +23,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .errors import InputError
+
 DEPTH = 15
 SKIP_SOURCE = 1  # layers[1] (the second layer) feeds the skip
 FUSION = 13      # layers[13] (the 14th) consumes it
@@ -38,6 +40,11 @@ class Architecture:
     fine_width: int = 16
     coarse_width: int = 32
     dilations: tuple[int, ...] = (1, 2, 4, 4, 2, 1, 1, 1, 1, 1)  # the ten coarse layers
+
+    def __post_init__(self) -> None:
+        if min(self.fine_width, self.coarse_width) < 1:
+            raise InputError(None, f"layer widths (--fine-width, --coarse-width) must be at least 1, "
+                                   f"got {self.fine_width} and {self.coarse_width}")
 
     def to_dict(self) -> dict:
         data = asdict(self)

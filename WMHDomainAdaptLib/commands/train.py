@@ -66,8 +66,6 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.exists() and not args.overwrite:
         raise InputError(out, "model file already exists; choose another name or pass --overwrite")
-    if min(args.fine_width, args.coarse_width) < 1:
-        raise InputError(None, "layer widths (--fine-width, --coarse-width) must be at least 1")
     preprocessing = PreprocessConfig(n4=not args.no_n4, context_slices=args.context_slices)
     architecture = Architecture(in_channels=len(input_channel_names(preprocessing)),
                                 fine_width=args.fine_width, coarse_width=args.coarse_width)
