@@ -31,19 +31,13 @@ from WMHDomainAdaptLib.modelfile import load_model
 from WMHDomainAdaptLib.preprocess import with_neighbour_slices
 
 
-def neighbour(volume: np.ndarray, step: int) -> np.ndarray:
-    """The value of slice z - step at slice z (zeros beyond the volume)."""
-    return with_neighbour_slices(volume[None], 1)[1 if step > 0 else 2]
-
-
 def features(image: np.ndarray, probability: np.ndarray, with_context: bool) -> np.ndarray:
     clipped = np.clip(probability, 1e-4, 1 - 1e-4)
     t1, flair = image[:2]
     columns = [np.log(clipped / (1 - clipped)), t1, flair]
     if with_context:
         for volume in (flair, probability):
-            for step in (1, -1):
-                shifted = neighbour(volume, step)
+            for shifted in with_neighbour_slices(volume[None], 1)[1:]:  # slices z-1 and z+1
                 columns += [shifted, ndimage.uniform_filter(shifted, (1, 3, 3)),
                             ndimage.maximum_filter(shifted, (1, 3, 3))]
     return np.stack(columns, -1)

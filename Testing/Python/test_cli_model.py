@@ -84,6 +84,8 @@ def test_train_builds_and_records_the_widths_and_context_it_is_given_and_segment
     assert main(["segment", "--model", str(model), "--t1", str(t1), "--flair", str(flair),
                  "--out", str(tmp_path / "thicker.nii.gz"), "--device", "cpu"]) == 0
     assert "FLAIR spacing" in capsys.readouterr().err  # its slice distance matters to this model
+    assert main(["bench", "step", "--model", str(model), "--device", "cpu", "--repeats", "1"]) == 0
+    assert "training step" in capsys.readouterr().out
 
 
 def test_segment_writes_a_mask_on_the_flair_grid_and_reports_volume(workspace, tmp_path, capsys):

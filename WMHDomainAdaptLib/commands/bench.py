@@ -24,7 +24,7 @@ from ..errors import InputError
 from ..inference import predict_probability, segment_prepared
 from ..io import read_image, write_image
 from ..modelfile import load_model
-from ..preprocess import CHANNELS, preprocess
+from ..preprocess import preprocess
 from ..training import TrainConfig, make_optimizer, train_step
 from ._common import add_device_argument
 
@@ -109,7 +109,7 @@ def bench_step(args: argparse.Namespace) -> None:
     network = load_model(args.model, device).network.train()
     config = TrainConfig()
     optimizer = make_optimizer(network, config)
-    shape = (config.batch_size, len(CHANNELS), config.patch_size, config.patch_size)
+    shape = (config.batch_size, network.architecture.in_channels, config.patch_size, config.patch_size)
     state = network.encode(torch.randn(shape, device=device), 0)
     labels = (torch.rand((shape[0], 1, *shape[2:]), device=device) > 0.9).to(torch.uint8)
 
