@@ -70,6 +70,8 @@ def with_neighbour_slices(image: np.ndarray, context_slices: int) -> np.ndarray:
     reaches into the neighbouring slabs, which a 2D network cannot see. Slices beyond the volume
     are zeros, the value outside the brain.
     """
+    if context_slices == 0:
+        return image  # no copy for the 2D models
     stacked = [image]
     for distance in range(1, context_slices + 1):
         below, above = np.zeros_like(image), np.zeros_like(image)
