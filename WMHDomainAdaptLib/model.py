@@ -17,7 +17,7 @@ adaptation fast: frozen layers are computed once.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import torch
 from torch import nn
@@ -165,6 +165,25 @@ class WMHNet(nn.Module):
         for index in getattr(self, "frozen", ()):
             self.layers[index].eval()
         return self
+
+
+def with_input_channels(network: WMHNet, in_channels: int) -> WMHNet:
+    """A copy of `network` whose first layer takes `in_channels` inputs; the added ones weigh zero.
+
+    Why: a trained 2D model can go on training with through-plane context instead of starting
+    over. Added channels come after the existing ones (as `input_channel_names` orders them), so
+    the copy computes exactly what `network` computes until training gives them weight.
+    """
+    old = network.architecture.in_channels
+    if in_channels < old:
+        raise InputError(None, f"cannot drop input channels: the model takes {old}, asked for {in_channels}")
+    widened = WMHNet(replace(network.architecture, in_channels=in_channels))
+    state = {name: tensor.clone() for name, tensor in network.state_dict().items()}
+    first = state["layers.0.conv.weight"]
+    state["layers.0.conv.weight"] = torch.cat(
+        [first, first.new_zeros(first.shape[0], in_channels - old, *first.shape[2:])], dim=1)
+    widened.load_state_dict(state)
+    return widened
 
 
 def layer_table(architecture: Architecture | None = None) -> list[dict]:

@@ -3,11 +3,12 @@
 import numpy as np
 import pytest
 import SimpleITK as sitk
+import torch
 from phantom import write_phantom_case
 
 from WMHDomainAdaptLib.cli import main
 from WMHDomainAdaptLib.dataset import write_manifest
-from WMHDomainAdaptLib.modelfile import load_model, read_metadata
+from WMHDomainAdaptLib.modelfile import file_sha256, load_model, read_metadata
 
 FAST_TRAIN = ["--epochs", "2", "--steps-per-epoch", "2", "--batch-size", "16", "--patch-size", "32",
               "--no-n4", "--device", "cpu", "--threads", "1"]
@@ -117,6 +118,33 @@ def test_adapt_with_auto_layers_says_what_it_chose_and_records_the_parent(worksp
     assert "--tune-layers auto: 2 labelled scan(s)" in printed
     metadata = read_metadata(out)
     assert metadata["training"]["n_cases"] == 2 and metadata["parent_sha256"]
+
+
+def test_train_init_from_a_2d_model_adds_context_and_starts_from_its_weights(workspace, tmp_path):
+    root, _, parent = workspace
+    model = tmp_path / "continued.safetensors"
+    assert main(["train", "--train", str(root / "train.csv"), "--val", str(root / "val.csv"),
+                 "--out", str(model), *FAST_TRAIN, "--epochs", "1", "--lr", "1e-9",
+                 "--init-from", str(parent), "--context-slices", "1"]) == 0
+    loaded, before = load_model(model), load_model(parent)
+    assert loaded.metadata["parent_sha256"] == file_sha256(parent)
+    assert loaded.metadata["training"]["kind"] == "continued"
+    assert loaded.preprocess_config.context_slices == 1 and len(loaded.metadata["input_channels"]) == 6
+    assert loaded.network.architecture.fine_width == before.network.architecture.fine_width
+    # a learning rate of 1e-9 barely moves the weights: they are the parent's, not a fresh draw
+    deep_now, deep_before = loaded.network.layers[8].conv.weight, before.network.layers[8].conv.weight
+    assert torch.allclose(deep_now, deep_before, atol=1e-6)
+    first = loaded.network.layers[0].conv.weight
+    assert torch.allclose(first[:, :2], before.network.layers[0].conv.weight, atol=1e-6)
+    assert first[:, 2:].abs().max() < 1e-6
+
+
+def test_train_init_from_refuses_new_widths(workspace, tmp_path, capsys):
+    root, _, parent = workspace
+    model = tmp_path / "continued.safetensors"
+    assert main(["train", "--train", str(root / "train.csv"), "--val", str(root / "val.csv"),
+                 "--out", str(model), *FAST_TRAIN, "--init-from", str(parent), "--fine-width", "8"]) == 2
+    assert "keeps the model's layer widths" in capsys.readouterr().err and not model.exists()
 
 
 def test_bad_input_exits_2_with_one_line_naming_the_file_and_writes_nothing(workspace, tmp_path, capsys):

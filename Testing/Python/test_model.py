@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from WMHDomainAdaptLib.model import DEPTH, WMHNet, layer_table
+from WMHDomainAdaptLib.errors import InputError
+from WMHDomainAdaptLib.model import DEPTH, Architecture, WMHNet, layer_table, with_input_channels
 from WMHDomainAdaptLib.training import masked_bce
 
 
@@ -59,3 +60,18 @@ def test_frozen_layers_keep_weights_and_batch_norm_statistics_after_a_training_s
 def test_freezing_outside_zero_to_fifteen_is_refused():
     with pytest.raises(ValueError):
         WMHNet().freeze_first(16)
+
+
+def test_a_network_given_extra_input_channels_computes_what_it_computed_before_until_trained():
+    torch.manual_seed(0)
+    network = WMHNet(Architecture(fine_width=4, coarse_width=4)).eval()
+    widened = with_input_channels(network, 6).eval()
+    image = torch.randn(2, 6, 32, 32)
+    assert widened.layers[0].conv.in_channels == 6
+    assert torch.allclose(widened(image), network(image[:, :2]), atol=1e-5)
+    assert widened.layers[0].conv.weight is not network.layers[0].conv.weight
+
+
+def test_dropping_input_channels_is_refused():
+    with pytest.raises(InputError, match="cannot drop input channels"):
+        with_input_channels(WMHNet(Architecture(in_channels=6)), 2)

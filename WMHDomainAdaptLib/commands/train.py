@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import argparse
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from ..cases import prepare_cases
 from ..dataset import load_datasets
 from ..devices import resolve_device
 from ..errors import InputError
-from ..model import Architecture, WMHNet
-from ..modelfile import build_metadata, save_model
+from ..model import Architecture, WMHNet, with_input_channels
+from ..modelfile import build_metadata, file_sha256, load_model, save_model
 from ..preprocess import PreprocessConfig, input_channel_names
 from ..training import TrainConfig, choose_threshold, train_network
 from ._common import add_device_argument, add_progress_argument, progress_printer
@@ -42,15 +43,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(0 to 1, default: %(default)s)")
     parser.add_argument("--seed", type=int, default=defaults.seed)
     architecture = Architecture()
-    parser.add_argument("--fine-width", type=int, default=architecture.fine_width,
-                        help="channels of the full-resolution layers 1, 2 and 14 (default: %(default)s)")
-    parser.add_argument("--coarse-width", type=int, default=architecture.coarse_width,
-                        help="channels of the half-resolution layers 3 to 13 (default: %(default)s)")
+    parser.add_argument("--fine-width", type=int,
+                        help=f"channels of the full-resolution layers 1, 2 and 14 "
+                             f"(default: {architecture.fine_width})")
+    parser.add_argument("--coarse-width", type=int,
+                        help=f"channels of the half-resolution layers 3 to 13 "
+                             f"(default: {architecture.coarse_width})")
+    parser.add_argument("--init-from", metavar="MODEL",
+                        help="start from this model's weights instead of He initialization, keeping its "
+                             "widths and preprocessing; with --context-slices the added input channels "
+                             "start at zero weight, so training begins from the model as it is")
     parser.add_argument("--no-augment", action="store_true")
     parser.add_argument("--no-n4", action="store_true", help="skip N4 bias-field correction")
-    parser.add_argument("--context-slices", type=int, default=0,
+    parser.add_argument("--context-slices", type=int,
                         help="add the T1 and FLAIR of this many slices above and below as input "
-                             "channels (through-plane context; default: %(default)s)")
+                             "channels (through-plane context; default: 0, or the --init-from model's)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing model file")
     add_device_argument(parser)
     add_progress_argument(parser)
@@ -62,13 +69,35 @@ def recorded_arguments(args: argparse.Namespace) -> dict:
             if isinstance(value, (str, int, float, bool, list, type(None)))}
 
 
+def starting_point(args: argparse.Namespace) -> tuple[WMHNet, PreprocessConfig, str | None]:
+    """The network to train, its preprocessing and its parent's hash (None when trained from scratch)."""
+    if args.init_from is None:
+        context = 0 if args.context_slices is None else args.context_slices
+        preprocessing = PreprocessConfig(n4=not args.no_n4, context_slices=context)
+        widths = {name: value for name, value in
+                  (("fine_width", args.fine_width), ("coarse_width", args.coarse_width)) if value is not None}
+        architecture = Architecture(in_channels=len(input_channel_names(preprocessing)), **widths)
+        return WMHNet(architecture), preprocessing, None
+    parent_path = Path(args.init_from)
+    parent = load_model(parent_path)
+    if args.fine_width is not None or args.coarse_width is not None:
+        raise InputError(parent_path, "--init-from keeps the model's layer widths; drop --fine-width "
+                                      "and --coarse-width")
+    if args.no_n4 and parent.preprocess_config.n4:
+        raise InputError(parent_path, "the model was trained on N4-corrected images; --no-n4 would "
+                                      "change its input")
+    context = parent.preprocess_config.context_slices if args.context_slices is None else args.context_slices
+    preprocessing = replace(parent.preprocess_config, context_slices=context)
+    network = with_input_channels(parent.network, len(input_channel_names(preprocessing)))
+    return network, preprocessing, file_sha256(parent_path)
+
+
 def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.exists() and not args.overwrite:
         raise InputError(out, "model file already exists; choose another name or pass --overwrite")
-    preprocessing = PreprocessConfig(n4=not args.no_n4, context_slices=args.context_slices)
-    architecture = Architecture(in_channels=len(input_channel_names(preprocessing)),
-                                fine_width=args.fine_width, coarse_width=args.coarse_width)
+    network, preprocessing, parent_sha256 = starting_point(args)
+    architecture = network.architecture
     device = resolve_device(args.device)
     config = TrainConfig(patch_size=args.patch_size, batch_size=args.batch_size, learning_rate=args.lr,
                          lr_decay=args.lr_decay, epochs=args.epochs, steps_per_epoch=args.steps_per_epoch,
@@ -78,8 +107,8 @@ def run(args: argparse.Namespace) -> int:
     began = time.monotonic()
     train_cases = prepare_cases(load_datasets(args.train), preprocessing, need_label=True, progress=progress)
     val_cases = prepare_cases(load_datasets(args.val), preprocessing, need_label=True, progress=progress)
-    network = WMHNet(architecture)
-    summary = {"kind": "from_scratch", "domain": args.domain, "n_cases": len(train_cases),
+    summary = {"kind": "from_scratch" if args.init_from is None else "continued", "init_from": args.init_from,
+               "domain": args.domain, "n_cases": len(train_cases),
                "case_ids": [c.case_id for c in train_cases], "val_case_ids": [c.case_id for c in val_cases],
                "flair_spacing": list(train_cases[0].spacing_xyz), "config": config.to_dict(),
                "device": str(device), "arguments": recorded_arguments(args)}
@@ -89,7 +118,8 @@ def run(args: argparse.Namespace) -> int:
         snapshot = WMHNet(architecture)
         snapshot.load_state_dict(best_state)
         status = {**summary, "status": f"checkpoint: best so far at epoch {epoch}", "best_val_dice": dice}
-        save_model(out, snapshot, build_metadata(snapshot, preprocessing, 0.5, status), overwrite=True)
+        save_model(out, snapshot, build_metadata(snapshot, preprocessing, 0.5, status, parent_sha256),
+                   overwrite=True)
 
     result = train_network(network, train_cases, val_cases, config, device, progress, on_improve=checkpoint)
     if result.best_epoch == 0:
@@ -103,7 +133,7 @@ def run(args: argparse.Namespace) -> int:
         "interrupted": result.interrupted, "seconds": round(time.monotonic() - began, 1),
         "history": result.history,
     }
-    save_model(out, network.cpu(), build_metadata(network, preprocessing, threshold, training),
+    save_model(out, network.cpu(), build_metadata(network, preprocessing, threshold, training, parent_sha256),
                overwrite=True)  # replaces this run's own checkpoint
     state = "interrupted; best model so far" if result.interrupted else "done"
     print(f"{state}: {out} (best epoch {result.best_epoch}/{result.epochs_run}, validation Dice "
