@@ -346,7 +346,8 @@ class WMHDomainAdaptWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         try:
             check_worker_result(worker, job.workdir)
             if task == "segment":
-                self.showSegmentResult(self.logic.finishSegment(job, self._parameterNode.outputSegmentation))
+                self.showSegmentResult(self.logic.finishSegment(job, self._parameterNode.outputSegmentation,
+                                                                worker.log))
             else:
                 path = self.logic.finishAdapt(job)
                 self.selectModel(path)
@@ -369,6 +370,8 @@ class WMHDomainAdaptWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.resultLabel.text = _("WMH volume: {ml:.2f} mL in {n} lesion(s)").format(
             ml=statistics.volume_ml, n=statistics.count)
         self.ui.statusLabel.text = _("Done. Correct the WMH segment in the Segment Editor if needed.")
+        if result.warnings:
+            self.ui.statusLabel.text = _("Done, but: {warning}").format(warning=result.warnings[0])
 
     def reportFailure(self, task: str, job, error: WorkerFailed) -> None:
         self.ui.statusLabel.text = str(error)
@@ -464,8 +467,8 @@ class WMHDomainAdaptLogic(ScriptedLoadableModuleLogic):
         return prepare_segment(t1Volume, flairVolume, modelPath, default_python(), new_workdir("segment"),
                                device, probabilityMap)
 
-    def finishSegment(self, job, outputSegmentation=None):
-        return finish_segment(slicer.mrmlScene, job, outputSegmentation)
+    def finishSegment(self, job, outputSegmentation=None, log=()):
+        return finish_segment(slicer.mrmlScene, job, outputSegmentation, log=log)
 
     def prepareAdapt(self, modelPath, tuneLayers="auto", device="auto", extra=()):
         return prepare_adapt(self.adaptationSet(), modelPath, default_python(), new_workdir("adapt"),

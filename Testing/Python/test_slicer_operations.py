@@ -73,6 +73,29 @@ def test_segment_through_the_worker_equals_the_library_result_on_the_flair_grid(
                                sitk.GetArrayFromImage(expected.probability), atol=1e-4)
 
 
+def test_segment_passes_on_the_workers_warning_about_a_spacing_far_from_training(mrml, scan, tmp_path):
+    t1_node, flair_node, _ = scan
+    in_plane = list(flair_node.GetSpacing())
+    trained_spacing = [2 * in_plane[0], 2 * in_plane[1], in_plane[2]]
+    network = WMHNet()
+    metadata = build_metadata(network, PreprocessConfig(n4=False), 0.5, {"flair_spacing": trained_spacing})
+    model = save_model(tmp_path / "coarse.safetensors", network, metadata)
+    result = segment_volumes(mrml.scene, t1_node, flair_node, model, PYTHON, device="cpu")
+    assert len(result.warnings) == 1
+    assert result.warnings[0].startswith("warning: FLAIR in-plane spacing")
+    assert "far from the model's training spacing" in result.warnings[0]
+    assert result.segmentation_node is not None
+
+
+def test_segment_at_the_training_spacing_has_no_warning(mrml, scan, tmp_path):
+    t1_node, flair_node, _ = scan
+    network = WMHNet()
+    metadata = build_metadata(network, PreprocessConfig(n4=False), 0.5,
+                              {"flair_spacing": list(flair_node.GetSpacing())})
+    model = save_model(tmp_path / "same.safetensors", network, metadata)
+    assert segment_volumes(mrml.scene, t1_node, flair_node, model, PYTHON, device="cpu").warnings == []
+
+
 def test_adapt_through_the_worker_registers_a_new_model_and_keeps_the_parent(mrml, scan, source, tmp_path):
     t1_node, flair_node, label = scan
     corrected = mrml.scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "corrected")

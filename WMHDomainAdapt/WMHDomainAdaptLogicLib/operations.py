@@ -37,6 +37,7 @@ from .worker import (
     failure_message,
     is_out_of_memory,
     segment_command,
+    warnings_in,
     worker_environment,
 )
 
@@ -84,6 +85,7 @@ class SegmentResult:
     segmentation_node: object
     probability_node: object | None
     statistics: LesionStatistics
+    warnings: list[str] = field(default_factory=list)  # the worker's, e.g. a spacing far from training
 
 
 def prepare_segment(t1_node, flair_node, model_path, python: str, workdir: Path, device: str = "auto",
@@ -114,8 +116,9 @@ def _read_on_flair_grid(path: Path, flair_node, role: str) -> sitk.Image:
     return image
 
 
-def finish_segment(scene, job: SegmentJob, segmentation_node=None, probability_node=None) -> SegmentResult:
-    """Put the worker's mask (and probability) into nodes on the FLAIR grid."""
+def finish_segment(scene, job: SegmentJob, segmentation_node=None, probability_node=None,
+                   log: Sequence[str] = ()) -> SegmentResult:
+    """Put the worker's mask (and probability) into nodes on the FLAIR grid; `log` is its output."""
     mask_image = _read_on_flair_grid(job.mask_path, job.flair_node, "WMH mask")
     mask = sitk.GetArrayFromImage(mask_image)
     if segmentation_node is None:
@@ -134,7 +137,7 @@ def finish_segment(scene, job: SegmentJob, segmentation_node=None, probability_n
             probability_node.CreateDefaultDisplayNodes()
         place_in_study_of(scene, probability_node, job.flair_node)
     return SegmentResult(segmentation_node, probability_node,
-                         lesion_statistics(mask, mask_image.GetSpacing()))
+                         lesion_statistics(mask, mask_image.GetSpacing()), warnings_in(log))
 
 
 def segment_volumes(scene, t1_node, flair_node, model_path, python: str, device: str = "auto",
@@ -145,20 +148,20 @@ def segment_volumes(scene, t1_node, flair_node, model_path, python: str, device:
         "segment",
         lambda workdir: prepare_segment(t1_node, flair_node, model_path, python, workdir, device,
                                         probability),
-        lambda job: finish_segment(scene, job, segmentation_node, probability_node),
+        lambda job, log: finish_segment(scene, job, segmentation_node, probability_node, log),
         on_line, keep_files)
 
 
 def run_blocking(kind: str, prepare: Callable, finish: Callable,
                  on_line: Callable[[str], None] | None, keep_files: bool):
-    """prepare(workdir) -> job; run the job's worker to the end; finish(job); clean the workdir."""
+    """prepare(workdir) -> job; run the job's worker to the end; finish(job, its output); clean up."""
     workdir = new_workdir(kind)
     try:
         job = prepare(workdir)
         worker = WorkerProcess(job.command, job.env, cwd=workdir)
         worker.wait(on_line)
         check_worker_result(worker, workdir if keep_files else None)
-        return finish(job)
+        return finish(job, worker.log)
     finally:
         if not keep_files:
             shutil.rmtree(workdir, ignore_errors=True)
@@ -208,7 +211,7 @@ def adapt_model(adaptation_set: AdaptationSet, model_path, registry: ModelRegist
         "adapt",
         lambda workdir: prepare_adapt(adaptation_set, model_path, python, workdir, tune_layers, device,
                                       extra),
-        lambda job: finish_adapt(job, registry, out),
+        lambda job, log: finish_adapt(job, registry, out),
         on_line, keep_files)
 
 

@@ -201,6 +201,12 @@ def is_out_of_memory(log: Sequence[str]) -> bool:
     return any(_OUT_OF_MEMORY.search(line) for line in log)
 
 
+def warnings_in(log: Sequence[str]) -> list[str]:
+    """The worker's warnings (e.g. a scan far from the model's training spacing), without the
+    temporary file name the command line puts in front, so the GUI can show them to the user."""
+    return [line[line.index("warning: "):] for line in log if "warning: " in line]
+
+
 def failure_message(returncode: int | None, log: Sequence[str], cancelled: bool = False) -> str:
     """One or two sentences for the user: why the worker failed and what to do."""
     if cancelled or returncode == 130:
