@@ -139,12 +139,22 @@ def test_train_init_from_a_2d_model_adds_context_and_starts_from_its_weights(wor
     assert first[:, 2:].abs().max() < 1e-6
 
 
-def test_train_init_from_refuses_new_widths(workspace, tmp_path, capsys):
+@pytest.mark.parametrize("parent_context, options, message", [
+    (0, ["--fine-width", "8"], "keeps the model's layer widths"),
+    (1, ["--context-slices", "0"], "--context-slices cannot drop them"),
+])
+def test_train_init_from_refuses_new_widths_or_fewer_context_slices(
+        workspace, tmp_path, capsys, parent_context, options, message):
     root, _, parent = workspace
+    if parent_context:
+        parent = tmp_path / "context.safetensors"
+        assert main(["train", "--train", str(root / "train.csv"), "--val", str(root / "val.csv"),
+                     "--out", str(parent), *FAST_TRAIN, "--epochs", "1", "--context-slices", "1"]) == 0
     model = tmp_path / "continued.safetensors"
     assert main(["train", "--train", str(root / "train.csv"), "--val", str(root / "val.csv"),
-                 "--out", str(model), *FAST_TRAIN, "--init-from", str(parent), "--fine-width", "8"]) == 2
-    assert "keeps the model's layer widths" in capsys.readouterr().err and not model.exists()
+                 "--out", str(model), *FAST_TRAIN, "--init-from", str(parent), *options]) == 2
+    error = capsys.readouterr().err
+    assert message in error and parent.name in error and not model.exists()
 
 
 def test_bad_input_exits_2_with_one_line_naming_the_file_and_writes_nothing(workspace, tmp_path, capsys):

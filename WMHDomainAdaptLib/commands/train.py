@@ -86,7 +86,11 @@ def starting_point(args: argparse.Namespace) -> tuple[WMHNet, PreprocessConfig, 
     if args.no_n4 and parent.preprocess_config.n4:
         raise InputError(parent_path, "the model was trained on N4-corrected images; --no-n4 would "
                                       "change its input")
-    context = parent.preprocess_config.context_slices if args.context_slices is None else args.context_slices
+    recorded = parent.preprocess_config.context_slices
+    context = recorded if args.context_slices is None else args.context_slices
+    if context < recorded:
+        raise InputError(parent_path, f"the model reads {recorded} slice(s) above and below; "
+                                      f"--context-slices cannot drop them")
     preprocessing = replace(parent.preprocess_config, context_slices=context)
     network = with_input_channels(parent.network, len(input_channel_names(preprocessing)))
     return network, preprocessing, file_sha256(parent_path)
