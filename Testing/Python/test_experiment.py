@@ -268,6 +268,22 @@ def test_another_recipe_in_the_same_results_folder_is_refused(phantom_root, fini
         run_experiment(parse_config(changed), phantom_root, out, "cpu")
 
 
+def test_another_source_model_at_the_same_path_is_refused_in_the_same_results_folder(phantom_root, tmp_path):
+    model = tmp_path / "shipped.safetensors"
+    model.write_bytes((phantom_root / "source.safetensors").read_bytes())
+    data = config_dict(data={"source_model": str(model), "target_pool": "target_pool/manifest.csv",
+                             "target_test": "target_test/manifest.csv"}, first_layers={},
+                       n_scans=[1], tune_layers=[1])
+    out = tmp_path / "results"
+    run_experiment(parse_config(data), phantom_root, out, "cpu")
+    torch.manual_seed(1)
+    network = WMHNet()  # new weights, same file name
+    save_model(model, network, build_metadata(network, PreprocessConfig(n4=False), 0.5, {"domain": "source"}),
+               overwrite=True)
+    with pytest.raises(InputError, match="another source model file"):
+        run_experiment(parse_config(data), phantom_root, out, "cpu")
+
+
 # --- conclusions from the table ----------------------------------------------------------------
 
 def _row(setting, n, k, dice, draw=0, test_set="target_test"):

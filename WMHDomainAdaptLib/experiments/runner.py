@@ -25,10 +25,10 @@ from ..devices import resolve_device
 from ..errors import Cancelled, InputError
 from ..io import atomic_write
 from ..model import WMHNet
-from ..modelfile import LoadedModel
+from ..modelfile import LoadedModel, file_sha256
 from ..progress import CancelToken, ProgressCallback, ProgressTracker
 from .config import ExperimentConfig
-from .data import load_prepared_set
+from .data import load_prepared_set, resolve_dataset
 from .evaluation import CASE_METRICS, evaluate_cases, summary_figures
 from .grid import FIRST_LAYERS, SCRATCH, RunSpec, build_grid
 from .source import obtain_source_model
@@ -68,23 +68,37 @@ class Trained:
     cached: bool | None = None
 
 
-def check_state(out: Path, config: ExperimentConfig) -> None:
-    """Refuse to mix rows of a different recipe into an existing results folder."""
+def source_model_sha256(config: ExperimentConfig, root: Path) -> str | None:
+    """The given source model file's hash. Why: the recipe names the file by its path only, and a
+    model replaced at the same path (a new shipped model) makes rows that must not mix with the old."""
+    if not config.data.source_model:
+        return None
+    path = resolve_dataset(root, config.data.source_model)
+    return file_sha256(path) if path.is_file() else None  # a missing file is reported on loading
+
+
+def check_state(out: Path, config: ExperimentConfig, root: Path) -> None:
+    """Refuse to mix rows of a different recipe or source model into an existing results folder."""
     path = out / STATE_FILE
     fingerprint = config.recipe_fingerprint()
+    source_sha256 = source_model_sha256(config, root)
     if path.is_file():
-        recorded = json.loads(path.read_text(encoding="utf-8")).get("recipe_fingerprint")
-        if recorded != fingerprint:
+        recorded = json.loads(path.read_text(encoding="utf-8"))
+        if recorded.get("recipe_fingerprint") != fingerprint:
             raise InputError(out, "holds results of an experiment with other data or recipes; "
                                   "use a new --out folder (the grid lists alone may change)")
-    state = {"name": config.name, "recipe_fingerprint": fingerprint, "config": dataclasses.asdict(config)}
+        if recorded.get("source_model_sha256", source_sha256) != source_sha256:
+            raise InputError(out, "holds results made with another source model file (its SHA-256 "
+                                  "differs); use a new --out folder")
+    state = {"name": config.name, "recipe_fingerprint": fingerprint, "source_model_sha256": source_sha256,
+             "config": dataclasses.asdict(config)}
     atomic_write(path, lambda tmp: tmp.write_text(json.dumps(state, indent=1, default=str), encoding="utf-8"))
 
 
 def open_workspace(config: ExperimentConfig, root: Path, out: Path, device: str,
                    progress: ProgressCallback | None, cancel: CancelToken | None) -> Workspace:
     out.mkdir(parents=True, exist_ok=True)
-    check_state(out, config)
+    check_state(out, config, root)
     results, cases = RunTable(out / RESULTS_FILE, RESULT_COLUMNS), RunTable(out / CASES_FILE, CASE_COLUMNS)
     torch_device = resolve_device(device)
     source = obtain_source_model(config, root, out, torch_device, progress, cancel)
