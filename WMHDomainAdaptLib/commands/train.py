@@ -111,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
     began = time.monotonic()
     train_cases = prepare_cases(load_datasets(args.train), preprocessing, need_label=True, progress=progress)
     val_cases = prepare_cases(load_datasets(args.val), preprocessing, need_label=True, progress=progress)
-    summary = {"kind": "from_scratch" if args.init_from is None else "continued", "init_from": args.init_from,
+    summary = {"kind": "from_scratch" if args.init_from is None else "continued",
                "domain": args.domain, "n_cases": len(train_cases),
                "case_ids": [c.case_id for c in train_cases], "val_case_ids": [c.case_id for c in val_cases],
                "flair_spacing": list(train_cases[0].spacing_xyz), "config": config.to_dict(),

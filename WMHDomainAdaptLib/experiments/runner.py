@@ -87,7 +87,7 @@ def check_state(out: Path, config: ExperimentConfig, root: Path) -> None:
         if recorded.get("recipe_fingerprint") != fingerprint:
             raise InputError(out, "holds results of an experiment with other data or recipes; "
                                   "use a new --out folder (the grid lists alone may change)")
-        if recorded.get("source_model_sha256", source_sha256) != source_sha256:
+        if recorded.get("source_model_sha256", source_sha256) != source_sha256:  # older folders: no hash
             raise InputError(out, "holds results made with another source model file (its SHA-256 "
                                   "differs); use a new --out folder")
     state = {"name": config.name, "recipe_fingerprint": fingerprint, "source_model_sha256": source_sha256,
