@@ -7,6 +7,8 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+import torch
+
 from ..cases import prepare_cases
 from ..dataset import load_datasets
 from ..devices import resolve_device
@@ -77,6 +79,7 @@ def starting_point(args: argparse.Namespace) -> tuple[WMHNet, PreprocessConfig, 
         widths = {name: value for name, value in
                   (("fine_width", args.fine_width), ("coarse_width", args.coarse_width)) if value is not None}
         architecture = Architecture(in_channels=len(input_channel_names(preprocessing)), **widths)
+        torch.manual_seed(args.seed)  # the He draw too must follow --seed, or a rerun starts elsewhere
         return WMHNet(architecture), preprocessing, None
     parent_path = Path(args.init_from)
     parent = load_model(parent_path)
