@@ -45,3 +45,21 @@ def test_lesion_balance_shows_small_and_large_lesions_equally_often():
 def test_a_lesion_balance_outside_zero_to_one_is_refused(balance):
     with pytest.raises(InputError, match="lesion balance"):
         TrainConfig(lesion_balance=balance)
+
+
+def test_patches_at_the_edges_are_the_zero_padded_windows_around_their_centre():
+    """Each patch equals the window of the zero-padded volume centred on its voxel, even where
+    the window reaches beyond the image (the brain mask here touches every edge)."""
+    shape = (3, 11, 9)
+    z, y, x = np.indices(shape)
+    image = np.stack([y + 1, x + 1]).astype(np.float32)  # the centre pixel tells where a patch is from
+    label = ((y + x) % 3 == 0).astype(np.uint8)
+    case = PreparedCase("edges", image, np.ones(shape, bool), label, sitk.Image(9, 11, 3, sitk.sitkUInt8))
+    images, labels = PatchSampler([case], 8, lesion_fraction=0.5).sample(300, np.random.default_rng(1))
+    padded_image = np.pad(image[:, 0], ((0, 0), (4, 4), (4, 4)))  # every slice is alike
+    padded_label = np.pad(label[0], 4)
+    for patch, patch_label in zip(images, labels, strict=True):
+        cy, cx = int(patch[0, 4, 4]) - 1, int(patch[1, 4, 4]) - 1
+        assert (padded_image[:, cy:cy + 8, cx:cx + 8] == patch).all()
+        assert (padded_label[cy:cy + 8, cx:cx + 8] == patch_label[0]).all()
+    assert {int(v) for v in images[:, 0, 4, 4]} >= {1, shape[1]}  # windows at both edges were drawn
