@@ -39,7 +39,6 @@ def test_train_writes_a_model_with_its_training_summary(workspace):
     assert training["arguments"]["lr_decay"] == 0.93 and training["arguments"]["seed"] == 0
 
 
-
 def test_train_from_scratch_twice_with_one_seed_gives_the_same_weights(workspace, tmp_path):
     root = workspace[0]
     for name in ("first", "second"):
@@ -49,6 +48,7 @@ def test_train_from_scratch_twice_with_one_seed_gives_the_same_weights(workspace
     first, second = (load_model(tmp_path / f"{name}.safetensors").network.state_dict()
                      for name in ("first", "second"))
     assert all(torch.equal(first[key], second[key]) for key in first)
+
 
 def respaced_copy(case, folder, factors):
     """The case's T1 and FLAIR with their spacing multiplied by (x, y, z) factors."""
