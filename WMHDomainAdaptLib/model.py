@@ -167,6 +167,16 @@ class WMHNet(nn.Module):
         return self
 
 
+def seeded_network(architecture: Architecture, seed: int) -> WMHNet:
+    """A fresh network whose He weights are drawn from `seed`.
+
+    Why: the training loop seeds the patches and batches, but the starting weights are drawn when
+    the network is built, before it; a rerun starts from the same point only if this seeds too.
+    """
+    torch.manual_seed(seed)
+    return WMHNet(architecture)
+
+
 def with_input_channels(network: WMHNet, in_channels: int) -> WMHNet:
     """A copy of `network` whose first layer takes `in_channels` inputs; the added ones weigh zero.
 

@@ -7,13 +7,11 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-import torch
-
 from ..cases import prepare_cases
 from ..dataset import load_datasets
 from ..devices import resolve_device
 from ..errors import InputError
-from ..model import Architecture, WMHNet, with_input_channels
+from ..model import Architecture, WMHNet, seeded_network, with_input_channels
 from ..modelfile import build_metadata, file_sha256, load_model, save_model
 from ..preprocess import PreprocessConfig, input_channel_names
 from ..training import TrainConfig, choose_threshold, train_network
@@ -79,8 +77,7 @@ def starting_point(args: argparse.Namespace) -> tuple[WMHNet, PreprocessConfig, 
         widths = {name: value for name, value in
                   (("fine_width", args.fine_width), ("coarse_width", args.coarse_width)) if value is not None}
         architecture = Architecture(in_channels=len(input_channel_names(preprocessing)), **widths)
-        torch.manual_seed(args.seed)  # the He draw too must follow --seed, or a rerun starts elsewhere
-        return WMHNet(architecture), preprocessing, None
+        return seeded_network(architecture, args.seed), preprocessing, None
     parent_path = Path(args.init_from)
     parent = load_model(parent_path)
     if args.fine_width is not None or args.coarse_width is not None:

@@ -24,7 +24,7 @@ from ..cases import PreparedCase
 from ..devices import resolve_device
 from ..errors import Cancelled, InputError
 from ..io import atomic_write
-from ..model import WMHNet
+from ..model import seeded_network
 from ..modelfile import LoadedModel, file_sha256
 from ..progress import CancelToken, ProgressCallback, ProgressTracker
 from .config import ExperimentConfig
@@ -114,8 +114,7 @@ def open_workspace(config: ExperimentConfig, root: Path, out: Path, device: str,
 
 def scratch_model(source: LoadedModel, seed: int) -> LoadedModel:
     """A randomly initialised network of the source's architecture, to go through the same recipe."""
-    torch.manual_seed(seed)
-    return LoadedModel(WMHNet(source.network.architecture), source.metadata, path=None)
+    return LoadedModel(seeded_network(source.network.architecture, seed), source.metadata, path=None)
 
 
 def train_run(space: Workspace, spec: RunSpec, cancel: CancelToken | None) -> Trained:

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from ..errors import Cancelled
-from ..model import Architecture, WMHNet
+from ..model import Architecture, seeded_network
 from ..modelfile import LoadedModel, build_metadata, load_model, save_model
 from ..preprocess import input_channel_names
 from ..progress import CancelToken, ProgressCallback
@@ -46,8 +46,8 @@ def train_source_model(config: ExperimentConfig, root: Path, out: Path, device: 
     val = load_prepared_set(root, config.data.source_val, config.preprocess, cache, "source_val",
                             progress, cancel)
     recipe = dataclasses.replace(config.source_training, seed=config.seed)
-    torch.manual_seed(config.seed)
-    network = WMHNet(Architecture(in_channels=len(input_channel_names(config.preprocess))))
+    network = seeded_network(Architecture(in_channels=len(input_channel_names(config.preprocess))),
+                             config.seed)
     result = train_network(network, train, val, recipe, device, progress, cancel)
     if result.interrupted:
         raise Cancelled("source training interrupted; it restarts on the next run")
