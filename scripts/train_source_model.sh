@@ -14,10 +14,10 @@ mkdir -p "$(dirname "$OUT")"
 [ -f data/source_extra/manifest.csv ] ||
   .venv/bin/wmhda synth --domain source --n 60 --seed 50 --workers 2 --out data/source_extra
 TRAIN=(--train data/standard/source_train/manifest.csv data/source_extra/manifest.csv
-       --val data/standard/source_val/manifest.csv --domain source --lr-decay 0.95 --lesion-balance 0.5
-       --seed 0)
+       --val data/standard/source_val/manifest.csv --domain source --lr-decay 0.95 --lesion-balance 0.5)
 # 1. the 2D model, from He initialization (v4; 44 min)
-.venv/bin/wmhda train "${TRAIN[@]}" --epochs 60 --steps-per-epoch 20 --patience 12 --out "$BASE_2D"
+.venv/bin/wmhda train "${TRAIN[@]}" --epochs 60 --steps-per-epoch 20 --patience 12 --seed 0 \
+  --out "$BASE_2D"
 # 2. on from its weights with the slices above and below as 4 more input channels, which start at
 #    zero weight, at a lower learning rate (v11; 44 min with 1 thread beside another run). Seed 1:
 #    of the seeds 0 (v8) and 1, the better on the 26 validation scans (docs/model.md)
