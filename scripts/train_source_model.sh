@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Rebuild the shipped source model from nothing: the standard benchmark, 60 extra source scans,
-# the 2D model (v4), that model trained on with the neighbouring slices as extra inputs (v11), then
-# v11 trained on with two slices each side (v14). About 2 h 20 min on a 2-core CPU (docs/model.md).
+# Rebuild the shipped source model from nothing: the standard benchmark, 60 extra source training
+# scans and 20 extra validation scans, the 2D model (v4), that model trained on with the
+# neighbouring slices as extra inputs (v11), then v11 trained on with two slices each side (v14).
+# About 2 h 30 min on a 2-core CPU (docs/model.md).
 # Usage: bash scripts/train_source_model.sh [OUT_MODEL]   (default runs/source_model.safetensors)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,19 +20,19 @@ mkdir -p "$(dirname "$OUT")"
 # the extra validation scans under ids of their own, so that none repeats a training id (source-NNN)
 sed '2,$s/^source-/val51-/' data/source_val_extra/manifest.csv > data/source_val_extra/manifest_val51.csv
 TRAIN=(--train data/standard/source_train/manifest.csv data/source_extra/manifest.csv
-       --val data/standard/source_val/manifest.csv --domain source --lr-decay 0.95 --lesion-balance 0.5)
+       --domain source --lr-decay 0.95 --lesion-balance 0.5)
+VAL_6=(--val data/standard/source_val/manifest.csv)
+VAL_26=("${VAL_6[@]}" data/source_val_extra/manifest_val51.csv)
 # 1. the 2D model, from He initialization (v4; 44 min)
-.venv/bin/wmhda train "${TRAIN[@]}" --epochs 60 --steps-per-epoch 20 --patience 12 --seed 0 \
+.venv/bin/wmhda train "${TRAIN[@]}" "${VAL_6[@]}" --epochs 60 --steps-per-epoch 20 --patience 12 --seed 0 \
   --out "$BASE_2D"
 # 2. on from its weights with the slices above and below as 4 more input channels, which start at
 #    zero weight, at a lower learning rate (v11; 44 min with 1 thread beside another run). Seed 1:
 #    of the seeds 0 (v8) and 1, the better on the 26 validation scans (docs/model.md)
-.venv/bin/wmhda train "${TRAIN[@]}" --init-from "$BASE_2D" --context-slices 1 \
+.venv/bin/wmhda train "${TRAIN[@]}" "${VAL_6[@]}" --init-from "$BASE_2D" --context-slices 1 \
   --epochs 30 --steps-per-epoch 20 --lr 3e-4 --patience 10 --seed 1 --threads 1 --out "$CONTEXT_1"
 # 3. on from v11 with two slices each side (4 more input channels at zero weight), early stopping
 #    and threshold on 26 validation scans instead of 6 (v14; 40 min with 1 thread beside another
 #    run; kept epoch 7 of 15)
-.venv/bin/wmhda train --train data/standard/source_train/manifest.csv data/source_extra/manifest.csv \
-  --val data/standard/source_val/manifest.csv data/source_val_extra/manifest_val51.csv \
-  --domain source --init-from "$CONTEXT_1" --context-slices 2 --epochs 24 --steps-per-epoch 20 \
-  --lr 1.5e-4 --lr-decay 0.95 --patience 8 --lesion-balance 0.5 --seed 3 --threads 1 --out "$OUT"
+.venv/bin/wmhda train "${TRAIN[@]}" "${VAL_26[@]}" --init-from "$CONTEXT_1" --context-slices 2 \
+  --epochs 24 --steps-per-epoch 20 --lr 1.5e-4 --patience 8 --seed 3 --threads 1 --out "$OUT"
