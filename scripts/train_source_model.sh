@@ -15,14 +15,13 @@ mkdir -p "$(dirname "$OUT")"
   .venv/bin/wmhda synth --preset standard --workers 2 --out data/standard
 [ -f data/source_extra/manifest.csv ] ||
   .venv/bin/wmhda synth --domain source --n 60 --seed 50 --workers 2 --out data/source_extra
-[ -f data/source_val_extra/manifest.csv ] ||
-  .venv/bin/wmhda synth --domain source --n 20 --seed 51 --workers 2 --out data/source_val_extra
 # the extra validation scans under ids of their own, so that none repeats a training id (source-NNN)
-sed '2,$s/^source-/val51-/' data/source_val_extra/manifest.csv > data/source_val_extra/manifest_val51.csv
+[ -f data/source_val51/manifest.csv ] ||
+  .venv/bin/wmhda synth --domain source --n 20 --seed 51 --prefix val51 --workers 2 --out data/source_val51
 TRAIN=(--train data/standard/source_train/manifest.csv data/source_extra/manifest.csv
        --domain source --lr-decay 0.95 --lesion-balance 0.5)
 VAL_6=(--val data/standard/source_val/manifest.csv)
-VAL_26=("${VAL_6[@]}" data/source_val_extra/manifest_val51.csv)
+VAL_26=("${VAL_6[@]}" data/source_val51/manifest.csv)
 # 1. the 2D model, from He initialization (v4; 44 min)
 .venv/bin/wmhda train "${TRAIN[@]}" "${VAL_6[@]}" --epochs 60 --steps-per-epoch 20 --patience 12 --seed 0 \
   --out "$BASE_2D"

@@ -149,10 +149,23 @@ def test_a_preset_writes_every_split_with_disjoint_seeds(tmp_path):
     (["--preset", "huge"], "--preset"),
     (["--preset", "tiny", "--sizes", "source_tran=1"], "--sizes"),
     (["--domain", "source", "--n", "1", "--fov", "tiny"], "--fov"),
+    (["--preset", "tiny", "--prefix", "val"], "--prefix"),
 ])
 def test_bad_requests_fail_with_a_message_naming_the_setting(arguments, named, tmp_path, capsys):
     assert main(["synth", *arguments, "--out", str(tmp_path / "out")]) == 2
     assert named in capsys.readouterr().err
+
+
+def test_a_prefix_renames_the_subjects_without_changing_their_images(tmp_path):
+    for name, extra in (("plain", []), ("renamed", ["--prefix", "val51"])):
+        assert main(["synth", "--domain", "source", "--n", "1", "--seed", "3", "--fov", "small",
+                     *extra, "--out", str(tmp_path / name)]) == 0
+    (plain,), (renamed,) = (load_cases(tmp_path / name / "manifest.csv") for name in ("plain", "renamed"))
+    assert (plain.case_id, renamed.case_id) == ("source-000", "val51-000")
+    for image in ("t1", "flair", "label"):
+        first, second = (sitk.GetArrayFromImage(sitk.ReadImage(str(getattr(case, image))))
+                         for case in (plain, renamed))
+        assert np.array_equal(first, second)
 
 
 def test_an_unwritable_output_folder_is_reported_before_any_work(tmp_path):

@@ -18,6 +18,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                          "(source_train ... mild_test) into sub-folders")
     parser.add_argument("--sizes", default="", help="with --preset: override split sizes, e.g. "
                                                     "'source_train=10,target_test=0' or '1' for all")
+    parser.add_argument("--prefix", help="with --domain: subject ids <prefix>-NNN (default: the domain "
+                                         "name), so that two sets can be used together without clashing ids")
     parser.add_argument("--seed", type=int, default=0, help="base seed (default 0); same seed, same files")
     parser.add_argument("--fov", default=None, help="field of view: full (default; tiny preset: small) "
                                                     "or small (a box about the ventricles, ~1 s/subject)")
@@ -45,6 +47,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.preset and (args.domain or args.n is not None):
         raise InputError("--preset", "give either --preset or --domain with --n, not both")
+    if args.preset and args.prefix:
+        raise InputError("--prefix", "a preset names its subjects after its splits; --prefix needs --domain")
     if args.preset:
         sizes = parse_sizes(args.sizes, [s.name for s in SPLITS])
         written = write_preset(args.out, args.preset, args.seed, sizes, args.fov, args.workers,
@@ -57,6 +61,6 @@ def run(args: argparse.Namespace) -> int:
     if args.sizes:
         raise InputError("--sizes", "--sizes only applies with --preset")
     cases = write_split(args.out, args.domain, args.n, args.seed, fov=args.fov or "full",
-                        workers=args.workers, progress=print_bar)
+                        prefix=args.prefix, workers=args.workers, progress=print_bar)
     print(f"wrote {len(cases)} {args.domain} subjects and manifest.csv to {args.out}")
     return 0
