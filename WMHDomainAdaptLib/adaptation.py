@@ -103,7 +103,7 @@ def held_out_slices(cases: list[PreparedCase], every: int) -> list[tuple[np.ndar
         if not len(zs):
             continue
         labels = np.where(case.brain_mask, case.label, 2).astype(np.uint8)
-        groups.append((np.ascontiguousarray(case.image[:, zs][:, :, y_range, x_range].transpose(1, 0, 2, 3)),
+        groups.append((case.network_input(zs, y_range, x_range),
                        np.ascontiguousarray(labels[zs][:, None, y_range, x_range])))
     if not groups or not any((labels == 1).any() for _, labels in groups):
         ids = ", ".join(c.case_id for c in cases)
@@ -241,7 +241,7 @@ def adapt(source_model_path: str | Path, cases: list[Case], out_path: str | Path
     prepared = prepare_cases(cases, model.preprocess_config, need_label=True, progress=progress,
                              cancel=cancel)
     for case in prepared:
-        check_channels(model, case.image.shape[0], case.case_id)
+        check_channels(model, case.input_channels, case.case_id)
     network, result, threshold, cached = fine_tune(model, prepared, tune_layers, config, torch_device,
                                                    cache, progress, cancel)
     if result.interrupted:

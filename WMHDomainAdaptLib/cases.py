@@ -14,21 +14,32 @@ import SimpleITK as sitk
 from .dataset import Case
 from .errors import InputError
 from .io import read_image, read_label, read_mask
-from .preprocess import PreprocessConfig, preprocess
+from .preprocess import PreprocessConfig, context_offsets, preprocess, slices_with_context
 from .progress import CancelToken, ProgressCallback, ProgressTracker
 
 
 @dataclass
 class PreparedCase:
     case_id: str
-    image: np.ndarray        # (channels, z, y, x) float32, normalized
+    image: np.ndarray        # (channels, z, y, x) float32, normalized: the slices' own channels
     brain_mask: np.ndarray   # (z, y, x) bool
     label: np.ndarray | None  # (z, y, x) uint8 in {0, 1, 2}, or None
     reference: sitk.Image    # the FLAIR (geometry of outputs)
+    context_slices: int = 0  # the network also reads this many slices above and below
 
     @property
     def spacing_xyz(self) -> tuple[float, float, float]:
         return tuple(self.reference.GetSpacing())
+
+    @property
+    def input_channels(self) -> int:
+        """How many channels the network is fed: the own ones and the neighbours'."""
+        return self.image.shape[0] * len(context_offsets(self.context_slices))
+
+    def network_input(self, zs: np.ndarray, y_range: slice = slice(None),
+                      x_range: slice = slice(None)) -> np.ndarray:
+        """(len(zs), input_channels, y, x) float32 for the slices `zs`, cropped in-plane."""
+        return slices_with_context(self.image[:, :, y_range, x_range], zs, self.context_slices)
 
 
 def prepare_case(case: Case, config: PreprocessConfig, need_label: bool = False) -> PreparedCase:
@@ -39,7 +50,8 @@ def prepare_case(case: Case, config: PreprocessConfig, need_label: bool = False)
     if need_label and label is None:
         raise InputError(case.flair, f"case '{case.case_id}' has no WMH label, but training needs one")
     prepared = preprocess(t1, flair, config, brain_mask=mask, t1_name=str(case.t1))
-    return PreparedCase(case.case_id, prepared.image, prepared.brain_mask, label, flair)
+    return PreparedCase(case.case_id, prepared.image, prepared.brain_mask, label, flair,
+                        config.context_slices)
 
 
 def prepare_cases(cases: list[Case], config: PreprocessConfig, need_label: bool = False,

@@ -47,28 +47,24 @@ def brain_box(mask: np.ndarray, margin: int = CROP_MARGIN) -> tuple[slice, slice
 
 
 @torch.no_grad()
-def predict_probability(network: torch.nn.Module, image: np.ndarray, brain_mask: np.ndarray,
-                        device: torch.device, batch_slices: int = 8,
-                        progress: ProgressCallback | None = None,
+def predict_probability(network: torch.nn.Module, case: PreparedCase, device: torch.device,
+                        batch_slices: int = 8, progress: ProgressCallback | None = None,
                         cancel: CancelToken | None = None) -> np.ndarray:
-    """WMH probability (z, y, x) for a preprocessed (channels, z, y, x) volume; 0 outside the brain."""
+    """WMH probability (z, y, x) of a prepared case; 0 outside the brain."""
     was_training = network.training
     network.eval()
-    z_range, y_range, x_range = brain_box(brain_mask)
-    crop = image[:, z_range, y_range, x_range]
-    probability = np.zeros(brain_mask.shape, np.float32)
-    starts = range(0, crop.shape[1], batch_slices)
+    z_range, y_range, x_range = brain_box(case.brain_mask)
+    probability = np.zeros(case.brain_mask.shape, np.float32)
+    starts = range(z_range.start, z_range.stop, batch_slices)
     tracker = ProgressTracker("segment", len(starts), progress, cancel)
     for step, start in enumerate(starts):
-        batch = torch.from_numpy(np.ascontiguousarray(
-            crop[:, start:start + batch_slices].transpose(1, 0, 2, 3))).to(device)
+        zs = np.arange(start, min(start + batch_slices, z_range.stop))
+        batch = torch.from_numpy(case.network_input(zs, y_range, x_range)).to(device)
         logits = network(batch)[:, 0]
-        block = torch.sigmoid(logits).float().cpu().numpy()
-        z0 = z_range.start + start
-        probability[z0:z0 + block.shape[0], y_range, x_range] = block
+        probability[start:zs[-1] + 1, y_range, x_range] = torch.sigmoid(logits).float().cpu().numpy()
         tracker.update(step + 1)
     network.train(was_training)
-    return np.where(brain_mask, probability, 0.0).astype(np.float32)
+    return np.where(case.brain_mask, probability, 0.0).astype(np.float32)
 
 
 def remove_small_lesions(mask: np.ndarray, spacing_xyz, min_volume_mm3: float) -> np.ndarray:
@@ -115,9 +111,8 @@ def warn_if_far_spacing(model: LoadedModel, reference: sitk.Image) -> str | None
 def segment_prepared(model: LoadedModel, case: PreparedCase, device: torch.device,
                      min_lesion_mm3: float = 0.0, progress: ProgressCallback | None = None,
                      cancel: CancelToken | None = None) -> Segmentation:
-    check_channels(model, case.image.shape[0], case.case_id)
-    probability = predict_probability(model.network, case.image, case.brain_mask, device,
-                                      progress=progress, cancel=cancel)
+    check_channels(model, case.input_channels, case.case_id)
+    probability = predict_probability(model.network, case, device, progress=progress, cancel=cancel)
     mask = remove_small_lesions(probability >= model.threshold, case.spacing_xyz, min_lesion_mm3)
     voxel_ml = float(np.prod(case.spacing_xyz)) / 1000.0
     return Segmentation(image_like(probability, case.reference),
@@ -132,5 +127,6 @@ def segment(model: LoadedModel, t1: sitk.Image, flair: sitk.Image, brain_mask: n
     torch_device = resolve_device(device)
     model.network.to(torch_device)
     prepared = preprocess(t1, flair, model.preprocess_config, brain_mask=brain_mask)
-    case = PreparedCase("input", prepared.image, prepared.brain_mask, None, flair)
+    case = PreparedCase("input", prepared.image, prepared.brain_mask, None, flair,
+                        model.preprocess_config.context_slices)
     return segment_prepared(model, case, torch_device, min_lesion_mm3, progress, cancel)

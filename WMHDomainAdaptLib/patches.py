@@ -17,6 +17,7 @@ import numpy as np
 from .cases import PreparedCase
 from .errors import InputError
 from .metrics import components
+from .preprocess import context_offsets
 
 
 class PatchSampler:
@@ -29,6 +30,7 @@ class PatchSampler:
         self.size, self.half = size, size // 2
         self.lesion_fraction, self.lesion_balance = lesion_fraction, lesion_balance
         self.images = [c.image for c in cases]  # not copied: patches are cut with zeros beyond edges
+        self.offsets = context_offsets(_common_context(cases))
         self.labels = [c.label for c in cases]
         self.brain_voxels = [np.argwhere(c.brain_mask) for c in cases]
         self.lesion_voxels = [np.argwhere(c.label == 1) for c in cases]
@@ -55,7 +57,7 @@ class PatchSampler:
 
     def sample(self, count: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """`count` patches: images (n, channels, size, size) float32, labels (n, 1, size, size) uint8."""
-        channels = self.images[0].shape[0]
+        channels = self.images[0].shape[0] * len(self.offsets)
         images = np.zeros((count, channels, self.size, self.size), np.float32)
         labels = np.zeros((count, 1, self.size, self.size), np.uint8)
         lesion_draws = rng.random(count) < self.lesion_fraction
@@ -69,9 +71,17 @@ class PatchSampler:
                 case = self.with_brain[rng.integers(len(self.with_brain))]
                 pool = self.brain_voxels[case]
             z, y, x = pool[rng.integers(len(pool))]
-            self._cut(self.images[case][:, z], y, x, images[n])
+            self._cut_with_context(self.images[case], z, y, x, images[n])
             self._cut(self.labels[case][z], y, x, labels[n, 0])
         return images, labels
+
+    def _cut_with_context(self, image: np.ndarray, z: int, y: int, x: int, out: np.ndarray) -> None:
+        """The patch's own channels, then those of its neighbouring slices (zeros beyond the volume),
+        in the order of `slices_with_context`."""
+        own = image.shape[0]
+        for index, offset in enumerate(self.offsets):
+            if 0 <= z + offset < image.shape[1]:
+                self._cut(image[:, z + offset], y, x, out[index * own:(index + 1) * own])
 
     def _cut(self, plane: np.ndarray, y: int, x: int, out: np.ndarray) -> None:
         """Copy the window of `plane` (..., y, x) centred on (y, x) into the zeroed `out`.
@@ -83,6 +93,15 @@ class PatchSampler:
         y0, x0 = max(top, 0), max(left, 0)
         y1, x1 = min(top + self.size, plane.shape[-2]), min(left + self.size, plane.shape[-1])
         out[..., y0 - top:y1 - top, x0 - left:x1 - left] = plane[..., y0:y1, x0:x1]
+
+
+def _common_context(cases: list[PreparedCase]) -> int:
+    """The number of neighbouring slices every case is fed with (one network reads them all)."""
+    counts = {c.context_slices for c in cases}
+    if len(counts) > 1:
+        raise InputError(None, f"the cases were prepared with different numbers of context slices "
+                               f"({sorted(counts)}); prepare them with one model's preprocessing")
+    return counts.pop()
 
 
 def augment(images: np.ndarray, labels: np.ndarray, rng: np.random.Generator

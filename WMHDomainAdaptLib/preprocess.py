@@ -56,34 +56,41 @@ class PreprocessConfig:
 
 def input_channel_names(config: PreprocessConfig) -> list[str]:
     """The network's input channels in order: the slice's own, then those of z-1, z+1, z-2, ..."""
-    names = list(config.channels)
-    for distance in range(1, config.context_slices + 1):
-        for sign in ("-", "+"):
-            names += [f"{name}[z{sign}{distance}]" for name in config.channels]
-    return names
+    return [name if offset == 0 else f"{name}[z{offset:+d}]"
+            for offset in context_offsets(config.context_slices) for name in config.channels]
 
 
-def with_neighbour_slices(image: np.ndarray, context_slices: int) -> np.ndarray:
-    """Stack the channels of the `context_slices` slices above and below onto each slice.
+def context_offsets(context_slices: int) -> list[int]:
+    """Slice offsets in input channel order: the slice itself, then z-1, z+1, z-2, z+2, ..."""
+    return [0] + [sign * distance for distance in range(1, context_slices + 1) for sign in (-1, 1)]
 
-    Why: on 6 mm slices, whether a faint voxel is mostly lesion depends on how far the lesion
-    reaches into the neighbouring slabs, which a 2D network cannot see. Slices beyond the volume
-    are zeros, the value outside the brain.
+
+def slices_with_context(image: np.ndarray, zs: np.ndarray, context_slices: int) -> np.ndarray:
+    """Network input for the slices `zs` of a (channels, z, y, x) volume: (len(zs), channels *
+    (2K + 1), y, x), each slice's own channels followed by those of its K neighbours each side.
+
+    Why per batch of slices rather than once per volume: a stacked copy of every training scan
+    takes 2K + 1 times the memory of the scans themselves. Why neighbours at all: on 6 mm slices,
+    whether a faint voxel is mostly lesion depends on how far the lesion reaches into the
+    neighbouring slabs, which a 2D network cannot see. Slices beyond the volume are zeros, the
+    value outside the brain.
     """
-    if context_slices == 0:
-        return image  # no copy for the 2D models
-    stacked = [image]
-    for distance in range(1, context_slices + 1):
-        below, above = np.zeros_like(image), np.zeros_like(image)
-        below[:, distance:] = image[:, :-distance]
-        above[:, :-distance] = image[:, distance:]
-        stacked += [below, above]
-    return np.concatenate(stacked)
+    zs = np.asarray(zs)
+    channels, depth = image.shape[:2]
+    offsets = context_offsets(context_slices)
+    stacked = np.zeros((len(zs), channels * len(offsets), *image.shape[2:]), np.float32)
+    for index, offset in enumerate(offsets):
+        source = zs + offset
+        inside = (source >= 0) & (source < depth)
+        block = image[:, source[inside]].transpose(1, 0, 2, 3)
+        stacked[inside, index * channels:(index + 1) * channels] = block
+    return stacked
 
 
 @dataclass
 class Preprocessed:
-    """Network input on the FLAIR grid: `image` is (channels, z, y, x) float32."""
+    """Network input on the FLAIR grid: `image` is (channels, z, y, x) float32, the slices' own
+    channels; `slices_with_context` adds the neighbours' when the network is fed."""
 
     image: np.ndarray
     brain_mask: np.ndarray
@@ -185,7 +192,10 @@ def zscore(array: np.ndarray, mask: np.ndarray, clip: float) -> np.ndarray:
 
 def preprocess(t1: sitk.Image, flair: sitk.Image, config: PreprocessConfig,
                brain_mask: np.ndarray | None = None, t1_name: str = "T1") -> Preprocessed:
-    """T1 + FLAIR images -> normalized 2-channel array on the FLAIR grid, with its brain mask."""
+    """T1 + FLAIR images -> normalized 2-channel array on the FLAIR grid, with its brain mask.
+
+    The neighbouring slices' channels (`config.context_slices`) are not stacked here but where
+    the network is fed (`slices_with_context`)."""
     t1_resampled = t1_on_flair_grid(t1, flair, config, t1_name)
     t1_array = sitk.GetArrayFromImage(t1_resampled)
     if brain_mask is None:
@@ -199,5 +209,4 @@ def preprocess(t1: sitk.Image, flair: sitk.Image, config: PreprocessConfig,
         flair_image, t1_resampled = n4_correct_each([flair_image, t1_resampled], brain_mask, config)
     arrays = {"t1": sitk.GetArrayFromImage(t1_resampled), "flair": sitk.GetArrayFromImage(flair_image)}
     image = np.stack([zscore(arrays[name], brain_mask, config.clip) for name in config.channels])
-    image = with_neighbour_slices(image, config.context_slices)
     return Preprocessed(image=image, brain_mask=brain_mask, reference=flair)

@@ -150,7 +150,7 @@ def volume_validator(network: WMHNet, cases: list[PreparedCase], device: torch.d
                      ) -> Callable[[], float]:
     """Validation by pooled Dice of whole-volume predictions (what the user will get)."""
     def validate() -> float:
-        probabilities = [predict_probability(network, c.image, c.brain_mask, device) for c in cases]
+        probabilities = [predict_probability(network, c, device) for c in cases]
         return pooled_dice(probabilities, [c.label for c in cases])
     return validate
 
@@ -167,7 +167,7 @@ def best_threshold(probabilities: list[np.ndarray], labels: list[np.ndarray]) ->
 
 def choose_threshold(network: WMHNet, cases: list[PreparedCase], device: torch.device) -> tuple[float, float]:
     """The probability threshold maximizing pooled Dice of whole validation volumes, and that Dice."""
-    probabilities = [predict_probability(network, c.image, c.brain_mask, device) for c in cases]
+    probabilities = [predict_probability(network, c, device) for c in cases]
     return best_threshold(probabilities, [c.label for c in cases])
 
 

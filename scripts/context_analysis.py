@@ -28,7 +28,7 @@ from WMHDomainAdaptLib.dataset import load_datasets
 from WMHDomainAdaptLib.inference import predict_probability
 from WMHDomainAdaptLib.metrics import components
 from WMHDomainAdaptLib.modelfile import load_model
-from WMHDomainAdaptLib.preprocess import with_neighbour_slices
+from WMHDomainAdaptLib.preprocess import slices_with_context
 
 
 def features(image: np.ndarray, probability: np.ndarray, with_context: bool) -> np.ndarray:
@@ -37,7 +37,8 @@ def features(image: np.ndarray, probability: np.ndarray, with_context: bool) -> 
     columns = [np.log(clipped / (1 - clipped)), t1, flair]
     if with_context:
         for volume in (flair, probability):
-            for shifted in with_neighbour_slices(volume[None], 1)[1:]:  # slices z-1 and z+1
+            neighbours = slices_with_context(volume[None], np.arange(len(volume)), 1)[:, 1:]
+            for shifted in neighbours.transpose(1, 0, 2, 3):  # slices z-1 and z+1
                 columns += [shifted, ndimage.uniform_filter(shifted, (1, 3, 3)),
                             ndimage.maximum_filter(shifted, (1, 3, 3))]
     return np.stack(columns, -1)
@@ -72,8 +73,7 @@ def main() -> None:
     if model.preprocess_config.context_slices:
         raise SystemExit("this asks whether a 2D model lacks context: give a model without --context-slices")
     cases = prepare_cases(load_datasets(args.cases), model.preprocess_config, need_label=True)
-    probabilities = [predict_probability(model.network, c.image, c.brain_mask, torch.device("cpu"))
-                     for c in cases]
+    probabilities = [predict_probability(model.network, c, torch.device("cpu")) for c in cases]
     decisions = [p >= model.threshold for p in probabilities]
     errors = sum(error_split(d, c.label) for d, c in zip(decisions, cases, strict=True))
     print("wrong voxels: missed at the edge of found lesions {}, in lesions missed entirely {}, "

@@ -63,3 +63,29 @@ def test_patches_at_the_edges_are_the_zero_padded_windows_around_their_centre():
         assert (padded_image[:, cy:cy + 8, cx:cx + 8] == patch).all()
         assert (padded_label[cy:cy + 8, cx:cx + 8] == patch_label[0]).all()
     assert {int(v) for v in images[:, 0, 4, 4]} >= {1, shape[1]}  # windows at both edges were drawn
+
+
+def test_patches_with_context_are_the_windows_of_the_slices_fed_to_the_network():
+    """A context case's patch is cut from its own slice and its neighbours', in the channel order
+    of whole-slice inference (`PreparedCase.network_input`), zeros beyond the volume."""
+    shape = (4, 10, 10)
+    z, y, x = np.indices(shape)
+    image = np.stack([z * 100 + y * 10 + x, -(z * 100 + y * 10 + x)]).astype(np.float32) + 1
+    label = (image[0] % 7 == 0).astype(np.uint8)
+    case = PreparedCase("context", image, np.ones(shape, bool), label, sitk.Image(10, 10, 4, sitk.sitkUInt8),
+                        context_slices=2)
+    images, _ = PatchSampler([case], 10, lesion_fraction=0.5).sample(50, np.random.default_rng(2))
+    assert images.shape == (50, 10, 10, 10) and case.input_channels == 10
+    whole = case.network_input(np.arange(4))
+    for patch in images:
+        centre = int(patch[0, 5, 5]) - 1  # the centre pixel tells which voxel the patch is centred on
+        cz, cy, cx = centre // 100, centre // 10 % 10, centre % 10
+        padded = np.pad(whole[cz], ((0, 0), (5, 5), (5, 5)))
+        np.testing.assert_array_equal(patch, padded[:, cy:cy + 10, cx:cx + 10])
+
+
+def test_cases_fed_with_different_context_cannot_share_a_sampler():
+    one = one_big_and_one_small_lesion()
+    other = PreparedCase("other", one.image, one.brain_mask, one.label, one.reference, context_slices=1)
+    with pytest.raises(InputError, match="different numbers of context slices"):
+        PatchSampler([one, other], 8)

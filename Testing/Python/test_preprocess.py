@@ -16,6 +16,7 @@ from WMHDomainAdaptLib.preprocess import (
     n4_correct,
     n4_correct_each,
     preprocess,
+    slices_with_context,
     t1_on_flair_grid,
     zscore,
 )
@@ -197,16 +198,26 @@ def test_the_channel_order_follows_the_config():
 
 
 def test_context_slices_add_the_neighbouring_slices_channels_after_the_slices_own():
-    flair = flair_image()
-    plain = preprocess(t1_image(), flair, NO_N4).image
     config = PreprocessConfig(n4=False, context_slices=1)
-    stacked = preprocess(t1_image(), flair, config).image
     assert input_channel_names(config) == ["t1", "flair", "t1[z-1]", "flair[z-1]", "t1[z+1]", "flair[z+1]"]
-    assert stacked.shape == (6, *plain.shape[1:])
-    np.testing.assert_array_equal(stacked[:2], plain)
-    np.testing.assert_array_equal(stacked[2:4, 1:], plain[:, :-1])  # slice z sees slice z-1
-    np.testing.assert_array_equal(stacked[4:6, :-1], plain[:, 1:])  # and slice z+1
-    assert not stacked[2:4, 0].any() and not stacked[4:6, -1].any()  # beyond the volume: zeros
+    own = preprocess(t1_image(), flair_image(), config).image
+    assert own.shape[0] == 2  # the neighbours are stacked when the network is fed, not stored
+    zs = np.arange(own.shape[1])
+    stacked = slices_with_context(own, zs, 1)
+    assert stacked.shape == (len(zs), 6, *own.shape[2:])
+    np.testing.assert_array_equal(stacked[:, :2], own.transpose(1, 0, 2, 3))
+    np.testing.assert_array_equal(stacked[1:, 2:4], own[:, :-1].transpose(1, 0, 2, 3))  # z sees z-1
+    np.testing.assert_array_equal(stacked[:-1, 4:6], own[:, 1:].transpose(1, 0, 2, 3))  # and z+1
+    assert not stacked[0, 2:4].any() and not stacked[-1, 4:6].any()  # beyond the volume: zeros
+
+
+def test_a_few_slices_with_context_are_those_slices_of_the_whole_stack():
+    own = np.random.default_rng(0).normal(size=(2, 7, 5, 4)).astype(np.float32)
+    whole = slices_with_context(own, np.arange(7), 2)
+    assert input_channel_names(PreprocessConfig(context_slices=2))[8:] == ["t1[z+2]", "flair[z+2]"]
+    for zs in ([0, 1], [3], [5, 6], [6, 0, 2]):
+        np.testing.assert_array_equal(slices_with_context(own, np.array(zs), 2), whole[zs])
+    np.testing.assert_array_equal(whole[:-2, 8:], own[:, 2:].transpose(1, 0, 2, 3))  # z sees z+2
 
 
 def test_a_negative_number_of_context_slices_is_refused():

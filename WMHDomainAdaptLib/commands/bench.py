@@ -58,7 +58,7 @@ def bench_segment(args: argparse.Namespace) -> None:
     device = resolve_device(args.device)
     model = load_model(args.model, device)
     case = load_cases(args.cases)[0]
-    predict_probability(model.network, *_warm_input(model, case), device)  # one-time start-up
+    predict_probability(model.network, _warm_input(model, case), device)  # one-time start-up
     rows = []
     for _ in range(args.repeats):
         times = {}
@@ -70,7 +70,8 @@ def bench_segment(args: argparse.Namespace) -> None:
         times["preprocess"] = time.perf_counter() - mark
         mark = time.perf_counter()
         result = segment_prepared(model, PreparedCase(case.case_id, prepared.image, prepared.brain_mask,
-                                                      None, flair), device)
+                                                      None, flair, model.preprocess_config.context_slices),
+                                  device)
         times["inference"] = time.perf_counter() - mark
         mark = time.perf_counter()
         with tempfile.TemporaryDirectory() as folder:
@@ -86,9 +87,11 @@ def bench_segment(args: argparse.Namespace) -> None:
     print(f"  peak RSS {peak_rss_mb():.0f} MB")
 
 
-def _warm_input(model, case):
+def _warm_input(model, case) -> PreparedCase:
+    """The first two slices of a case: enough to start torch up before anything is timed."""
     prepared = preprocess(read_image(case.t1), read_image(case.flair), model.preprocess_config)
-    return prepared.image[:, :2], prepared.brain_mask[:2]
+    return PreparedCase(case.case_id, prepared.image[:, :2], prepared.brain_mask[:2], None,
+                        prepared.reference, model.preprocess_config.context_slices)
 
 
 def bench_adapt(args: argparse.Namespace) -> None:

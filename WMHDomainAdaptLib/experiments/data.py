@@ -21,11 +21,16 @@ from ..io import atomic_write
 from ..preprocess import PreprocessConfig
 from ..progress import CancelToken, ProgressCallback, ProgressTracker
 
+# Bumped when what an entry stores changes: 2 = the slices' own channels only (the neighbouring
+# slices are stacked when the network is fed), where 1 stored them stacked.
+CACHE_LAYOUT = 2
+
 
 def case_fingerprint(case: Case, config: PreprocessConfig) -> str:
     files = [p for p in (case.t1, case.flair, case.label, case.mask) if p is not None]
     stamp = [(str(Path(p).resolve()), Path(p).stat().st_size, Path(p).stat().st_mtime_ns) for p in files]
-    text = json.dumps({"preprocess": config.to_dict(), "files": stamp, "id": case.case_id})
+    text = json.dumps({"preprocess": config.to_dict(), "files": stamp, "id": case.case_id,
+                       "layout": CACHE_LAYOUT})
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -47,6 +52,7 @@ def geometry_image(size, spacing, origin, direction) -> sitk.Image:
 def save_prepared(path: Path, case: PreparedCase, fingerprint: str) -> None:
     reference = case.reference
     arrays = {"image": case.image, "brain_mask": case.brain_mask, "fingerprint": np.array(fingerprint),
+              "context_slices": np.array(case.context_slices),
               "size": np.array(reference.GetSize()), "spacing": np.array(reference.GetSpacing()),
               "origin": np.array(reference.GetOrigin()), "direction": np.array(reference.GetDirection())}
     if case.label is not None:
@@ -67,7 +73,8 @@ def load_prepared(path: Path, case_id: str, fingerprint: str) -> PreparedCase | 
             reference = geometry_image(stored["size"], stored["spacing"], stored["origin"],
                                        stored["direction"])
             label = stored["label"] if "label" in stored.files else None
-            return PreparedCase(case_id, stored["image"], stored["brain_mask"], label, reference)
+            return PreparedCase(case_id, stored["image"], stored["brain_mask"], label, reference,
+                                int(stored["context_slices"]))
     except (OSError, ValueError, KeyError):
         return None
 

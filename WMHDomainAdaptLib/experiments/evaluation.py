@@ -27,7 +27,7 @@ def evaluate_cases(network: torch.nn.Module, threshold: float, cases: list[Prepa
     for case in cases:
         if cancel is not None:
             cancel.check()
-        probability = predict_probability(network, case.image, case.brain_mask, device)
+        probability = predict_probability(network, case, device)
         metrics = evaluate_arrays(probability >= threshold, case.label, case.spacing_xyz, case.case_id)
         rows.append({"case_id": case.case_id, **{name: metrics[name] for name in CASE_METRICS}})
     return rows
