@@ -14,7 +14,7 @@ import SimpleITK as sitk
 from .dataset import Case
 from .errors import InputError
 from .io import read_image, read_label, read_mask
-from .preprocess import PreprocessConfig, context_offsets, preprocess, slices_with_context
+from .preprocess import PreprocessConfig, Preprocessed, context_offsets, preprocess, slices_with_context
 from .progress import CancelToken, ProgressCallback, ProgressTracker
 
 
@@ -26,6 +26,12 @@ class PreparedCase:
     label: np.ndarray | None  # (z, y, x) uint8 in {0, 1, 2}, or None
     reference: sitk.Image    # the FLAIR (geometry of outputs)
     context_slices: int = 0  # the network also reads this many slices above and below
+
+    @classmethod
+    def of(cls, case_id: str, prepared: Preprocessed, label: np.ndarray | None = None) -> PreparedCase:
+        """A preprocessed scan under its id, with its label where training or evaluation needs one."""
+        return cls(case_id, prepared.image, prepared.brain_mask, label, prepared.reference,
+                   prepared.context_slices)
 
     @property
     def spacing_xyz(self) -> tuple[float, float, float]:
@@ -50,8 +56,7 @@ def prepare_case(case: Case, config: PreprocessConfig, need_label: bool = False)
     if need_label and label is None:
         raise InputError(case.flair, f"case '{case.case_id}' has no WMH label, but training needs one")
     prepared = preprocess(t1, flair, config, brain_mask=mask, t1_name=str(case.t1))
-    return PreparedCase(case.case_id, prepared.image, prepared.brain_mask, label, flair,
-                        config.context_slices)
+    return PreparedCase.of(case.case_id, prepared, label)
 
 
 def prepare_cases(cases: list[Case], config: PreprocessConfig, need_label: bool = False,

@@ -127,6 +127,5 @@ def segment(model: LoadedModel, t1: sitk.Image, flair: sitk.Image, brain_mask: n
     torch_device = resolve_device(device)
     model.network.to(torch_device)
     prepared = preprocess(t1, flair, model.preprocess_config, brain_mask=brain_mask)
-    case = PreparedCase("input", prepared.image, prepared.brain_mask, None, flair,
-                        model.preprocess_config.context_slices)
+    case = PreparedCase.of("input", prepared)
     return segment_prepared(model, case, torch_device, min_lesion_mm3, progress, cancel)

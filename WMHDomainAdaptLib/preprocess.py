@@ -95,6 +95,7 @@ class Preprocessed:
     image: np.ndarray
     brain_mask: np.ndarray
     reference: sitk.Image  # the FLAIR: the geometry of every output
+    context_slices: int = 0  # neighbours each side that the network is fed with
 
 
 def overlap_fraction(moving: sitk.Image, reference: sitk.Image) -> float:
@@ -209,4 +210,5 @@ def preprocess(t1: sitk.Image, flair: sitk.Image, config: PreprocessConfig,
         flair_image, t1_resampled = n4_correct_each([flair_image, t1_resampled], brain_mask, config)
     arrays = {"t1": sitk.GetArrayFromImage(t1_resampled), "flair": sitk.GetArrayFromImage(flair_image)}
     image = np.stack([zscore(arrays[name], brain_mask, config.clip) for name in config.channels])
-    return Preprocessed(image=image, brain_mask=brain_mask, reference=flair)
+    return Preprocessed(image=image, brain_mask=brain_mask, reference=flair,
+                        context_slices=config.context_slices)

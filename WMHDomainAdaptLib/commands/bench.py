@@ -12,6 +12,7 @@ import argparse
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -69,9 +70,7 @@ def bench_segment(args: argparse.Namespace) -> None:
         prepared = preprocess(t1, flair, model.preprocess_config)
         times["preprocess"] = time.perf_counter() - mark
         mark = time.perf_counter()
-        result = segment_prepared(model, PreparedCase(case.case_id, prepared.image, prepared.brain_mask,
-                                                      None, flair, model.preprocess_config.context_slices),
-                                  device)
+        result = segment_prepared(model, PreparedCase.of(case.case_id, prepared), device)
         times["inference"] = time.perf_counter() - mark
         mark = time.perf_counter()
         with tempfile.TemporaryDirectory() as folder:
@@ -90,8 +89,8 @@ def bench_segment(args: argparse.Namespace) -> None:
 def _warm_input(model, case) -> PreparedCase:
     """The first two slices of a case: enough to start torch up before anything is timed."""
     prepared = preprocess(read_image(case.t1), read_image(case.flair), model.preprocess_config)
-    return PreparedCase(case.case_id, prepared.image[:, :2], prepared.brain_mask[:2], None,
-                        prepared.reference, model.preprocess_config.context_slices)
+    return PreparedCase.of(case.case_id, replace(prepared, image=prepared.image[:, :2],
+                                                 brain_mask=prepared.brain_mask[:2]))
 
 
 def bench_adapt(args: argparse.Namespace) -> None:
