@@ -17,7 +17,6 @@ import numpy as np
 from .cases import PreparedCase
 from .errors import InputError
 from .metrics import components
-from .preprocess import context_offsets
 
 
 class PatchSampler:
@@ -29,8 +28,8 @@ class PatchSampler:
             raise InputError(None, "no training case given")
         self.size, self.half = size, size // 2
         self.lesion_fraction, self.lesion_balance = lesion_fraction, lesion_balance
-        self.images = [c.image for c in cases]  # not copied: patches are cut with zeros beyond edges
-        self.offsets = context_offsets(_common_context(cases))
+        _common_context(cases)  # one network reads every patch
+        self.cases = cases  # not copied: patches are cut with zeros beyond edges
         self.labels = [c.label for c in cases]
         self.brain_voxels = [np.argwhere(c.brain_mask) for c in cases]
         self.lesion_voxels = [np.argwhere(c.label == 1) for c in cases]
@@ -57,8 +56,7 @@ class PatchSampler:
 
     def sample(self, count: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """`count` patches: images (n, channels, size, size) float32, labels (n, 1, size, size) uint8."""
-        channels = self.images[0].shape[0] * len(self.offsets)
-        images = np.zeros((count, channels, self.size, self.size), np.float32)
+        images = np.zeros((count, self.cases[0].input_channels, self.size, self.size), np.float32)
         labels = np.zeros((count, 1, self.size, self.size), np.uint8)
         lesion_draws = rng.random(count) < self.lesion_fraction
         for n, on_lesion in enumerate(lesion_draws):
@@ -71,28 +69,23 @@ class PatchSampler:
                 case = self.with_brain[rng.integers(len(self.with_brain))]
                 pool = self.brain_voxels[case]
             z, y, x = pool[rng.integers(len(pool))]
-            self._cut_with_context(self.images[case], z, y, x, images[n])
-            self._cut(self.labels[case][z], y, x, labels[n, 0])
+            rows, cols, patch_rows, patch_cols = self._window(y, x, self.labels[case].shape[1:])
+            window = self.cases[case].network_input(np.array([z]), rows, cols)[0]
+            images[n][:, patch_rows, patch_cols] = window
+            labels[n, 0][patch_rows, patch_cols] = self.labels[case][z, rows, cols]
         return images, labels
 
-    def _cut_with_context(self, image: np.ndarray, z: int, y: int, x: int, out: np.ndarray) -> None:
-        """The patch's own channels, then those of its neighbouring slices (zeros beyond the volume),
-        in the order of `slices_with_context`."""
-        own = image.shape[0]
-        for index, offset in enumerate(self.offsets):
-            if 0 <= z + offset < image.shape[1]:
-                self._cut(image[:, z + offset], y, x, out[index * own:(index + 1) * own])
-
-    def _cut(self, plane: np.ndarray, y: int, x: int, out: np.ndarray) -> None:
-        """Copy the window of `plane` (..., y, x) centred on (y, x) into the zeroed `out`.
+    def _window(self, y: int, x: int, plane_shape: tuple[int, int]) -> tuple[slice, slice, slice, slice]:
+        """Where the patch centred on (y, x) overlaps the plane: its rows and columns there, and
+        the same in the patch, whose rest stays zero.
 
         Why not pad every case once and slice: on a brain about 155 voxels across, a copy padded
         by half a 64-voxel patch on each side takes twice the memory of the image itself.
         """
         top, left = y - self.half, x - self.half
         y0, x0 = max(top, 0), max(left, 0)
-        y1, x1 = min(top + self.size, plane.shape[-2]), min(left + self.size, plane.shape[-1])
-        out[..., y0 - top:y1 - top, x0 - left:x1 - left] = plane[..., y0:y1, x0:x1]
+        y1, x1 = min(top + self.size, plane_shape[0]), min(left + self.size, plane_shape[1])
+        return slice(y0, y1), slice(x0, x1), slice(y0 - top, y1 - top), slice(x0 - left, x1 - left)
 
 
 def _common_context(cases: list[PreparedCase]) -> int:

@@ -158,7 +158,6 @@ def test_cached_cases_are_reused_and_remade_when_preprocessing_changes(phantom_r
     assert remade[0].image.max() <= 1.0 < first[0].image.max()
 
 
-
 def test_a_cached_context_case_is_fed_to_the_network_as_it_was_prepared(phantom_root, tmp_path):
     cases = load_cases(phantom_root / "target_test" / "manifest.csv")[:1]
     config = PreprocessConfig(n4=False, context_slices=1)
@@ -167,6 +166,7 @@ def test_a_cached_context_case_is_fed_to_the_network_as_it_was_prepared(phantom_
     assert cached.context_slices == 1 and cached.input_channels == 6 and made.image.shape[0] == 2
     zs = np.arange(made.image.shape[1])
     np.testing.assert_array_equal(cached.network_input(zs), made.network_input(zs))
+
 
 # --- the grid --------------------------------------------------------------------------------
 
