@@ -6,12 +6,12 @@ records, so inference repeats exactly how the training inputs were made.
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 import SimpleITK as sitk
 
+from . import n4
 from .errors import InputError
 from .io import image_like
 
@@ -152,35 +152,18 @@ def compute_brain_mask(t1: np.ndarray, threshold: float) -> np.ndarray:
     return sitk.GetArrayFromImage(filled).astype(bool)
 
 
-def n4_correct(image: sitk.Image, mask: np.ndarray, config: PreprocessConfig,
-               threads: int | None = None) -> sitk.Image:
-    """N4 bias-field correction fitted on a shrunk grid, applied at full resolution."""
+def n4_correct(image: sitk.Image, mask: np.ndarray, config: PreprocessConfig) -> np.ndarray:
+    """N4 bias-field correction fitted on a shrunk grid, applied at full resolution.
+
+    The fit is our NumPy N4 (`n4.py`), which computes what ITK's N4 filter computes in about a
+    fifteenth of the time; the shrinking stays ITK's, so the fit sees the same voxels."""
     image = sitk.Cast(image, sitk.sitkFloat32)
-    mask_image = image_like(mask.astype(np.uint8), image)
     shrink = [max(1, min(config.n4_shrink, size // 8)) for size in image.GetSize()]
-    small = sitk.Shrink(image, shrink)
-    small_mask = sitk.Shrink(mask_image, shrink)
-    corrector = sitk.N4BiasFieldCorrectionImageFilter()
-    corrector.SetMaximumNumberOfIterations([config.n4_iterations] * 4)
-    corrector.SetConvergenceThreshold(config.n4_convergence)
-    if threads is not None:
-        corrector.SetNumberOfThreads(threads)
-    corrector.Execute(small + 1e-3, small_mask)
-    log_bias = corrector.GetLogBiasFieldAsImage(image)
-    return image / sitk.Exp(log_bias)
-
-
-def n4_correct_each(images: list[sitk.Image], mask: np.ndarray,
-                    config: PreprocessConfig) -> list[sitk.Image]:
-    """N4 of several images at once, ITK's threads shared out among them.
-
-    One N4 fit barely speeds up with more threads (4.4 s with one, 3.4 s with two on the 2-core
-    CPU), and ITK releases the GIL, so the T1 and FLAIR fits run side by side: 4.5 s for both
-    there, against 7.0 s one after the other. The thread count moves the z-scores by about 1e-5.
-    """
-    threads = max(1, sitk.ProcessObject.GetGlobalDefaultNumberOfThreads() // len(images))
-    with ThreadPoolExecutor(len(images)) as pool:
-        return list(pool.map(lambda image: n4_correct(image, mask, config, threads), images))
+    small = sitk.GetArrayFromImage(sitk.Shrink(image, shrink)) + np.float32(1e-3)
+    small_mask = sitk.GetArrayFromImage(sitk.Shrink(image_like(mask.astype(np.uint8), image), shrink)) > 0
+    lattice = n4.fit_log_bias_lattice(small, small_mask, [config.n4_iterations] * 4, config.n4_convergence)
+    array = sitk.GetArrayFromImage(image)
+    return (array / np.exp(n4.log_bias_field(lattice, array.shape))).astype(np.float32)
 
 
 def zscore(array: np.ndarray, mask: np.ndarray, clip: float) -> np.ndarray:
@@ -205,10 +188,11 @@ def preprocess(t1: sitk.Image, flair: sitk.Image, config: PreprocessConfig,
             raise InputError(t1_name, "computed brain mask is empty (is the T1 blank?)")
     elif not brain_mask.any():
         raise InputError("brain mask", "brain mask is empty")
-    flair_image = sitk.Cast(flair, sitk.sitkFloat32)
     if config.n4:
-        flair_image, t1_resampled = n4_correct_each([flair_image, t1_resampled], brain_mask, config)
-    arrays = {"t1": sitk.GetArrayFromImage(t1_resampled), "flair": sitk.GetArrayFromImage(flair_image)}
+        arrays = {"t1": n4_correct(t1_resampled, brain_mask, config),
+                  "flair": n4_correct(flair, brain_mask, config)}
+    else:
+        arrays = {"t1": t1_array, "flair": sitk.GetArrayFromImage(sitk.Cast(flair, sitk.sitkFloat32))}
     image = np.stack([zscore(arrays[name], brain_mask, config.clip) for name in config.channels])
     return Preprocessed(image=image, brain_mask=brain_mask, reference=flair,
                         context_slices=config.context_slices)

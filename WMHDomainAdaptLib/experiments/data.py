@@ -22,8 +22,9 @@ from ..preprocess import PreprocessConfig
 from ..progress import CancelToken, ProgressCallback, ProgressTracker
 
 # Bumped when what an entry stores changes: 2 = the slices' own channels only (the neighbouring
-# slices are stacked when the network is fed), where 1 stored them stacked.
-CACHE_LAYOUT = 2
+# slices are stacked when the network is fed), where 1 stored them stacked; 3 = N4 by `n4.py`
+# instead of ITK's filter (z-scores within about 1e-3 of 2's).
+CACHE_LAYOUT = 3
 
 
 def case_fingerprint(case: Case, config: PreprocessConfig) -> str:

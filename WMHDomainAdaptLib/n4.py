@@ -1,0 +1,180 @@
+"""N4 bias-field correction (Tustison et al., IEEE TMI 2010) in NumPy, computing what ITK's
+`N4BiasFieldCorrectionImageFilter` computes with its default settings.
+
+Why not ITK's filter: on the shrunk grid that preprocessing fits on (about 38 x 39 x 13 voxels) it
+spends some 10 to 16 ms on each of its 200 sequential iterations, in general point-set code, so one
+fit took 2.1 s even on a 16-core machine and set the floor of segmentation time. On a regular grid
+every step of an iteration is a histogram, a few 512-point FFTs and small separable tensor
+contractions: about a millisecond. The parametrization, the histogram sharpening and the B-spline
+fit follow ITK's definitions, so the two agree to floating-point rounding (tested against
+SimpleITK), and models trained on ITK's output see the same inputs.
+
+One iteration: sharpen the histogram of the log image inside the mask (Wiener deconvolution of a
+Gaussian bias blur), take the residual between the log image and its sharpened version, fit a cubic
+B-spline to it (one level of Lee et al.'s multilevel B-spline approximation) and add the fitted
+control points to the log bias field's lattice. Each fitting level doubles the lattice resolution.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+SPLINE_ORDER = 3          # cubic B-splines, ITK's default
+CONTROL_POINTS = 4        # per axis at the first fitting level, ITK's default
+HISTOGRAM_BINS = 200      # ITK's defaults for the histogram sharpening
+BIAS_FWHM = 0.15
+WIENER_NOISE = 0.01
+BSPLINE_EPSILON = 1e-3    # ITK moves a point at the domain's upper end this far inside
+
+
+def cubic_bspline_weights(fraction: np.ndarray) -> np.ndarray:
+    """The four uniform cubic B-spline weights of a point `fraction` (0 to 1) into its span."""
+    t = fraction[:, None]
+    return np.concatenate([(1 - t) ** 3, 3 * t ** 3 - 6 * t ** 2 + 4,
+                           -3 * t ** 3 + 3 * t ** 2 + 3 * t + 1, t ** 3], axis=1) / 6
+
+
+def basis_matrix(size: int, control_points: int) -> np.ndarray:
+    """(size, control_points) B-spline weights of the voxels of one axis.
+
+    As in ITK, voxel i sits at i / (size - 1) of the spline's whole domain, whatever the grid's
+    spacing: a lattice fitted on a shrunk grid therefore stretches over any other grid of the same
+    field of view, such as the full-resolution image."""
+    spans = control_points - SPLINE_ORDER
+    position = spans * np.arange(size) / max(size - 1, 1)
+    epsilon = spans / max(size - 1, 1) * BSPLINE_EPSILON
+    position[np.abs(position - spans) <= epsilon] = spans - epsilon
+    first = np.floor(position).astype(int)
+    weights = cubic_bspline_weights(position - first)
+    matrix = np.zeros((size, control_points))
+    for offset in range(SPLINE_ORDER + 1):
+        matrix[np.arange(size), first + offset] = weights[:, offset]
+    return matrix
+
+
+def grid_bases(shape: Sequence[int], lattice_shape: Sequence[int]) -> list[np.ndarray]:
+    """The basis matrices of a (z, y, x) grid for a lattice of `lattice_shape` control points."""
+    return [basis_matrix(size, count) for size, count in zip(shape, lattice_shape, strict=True)]
+
+
+def evaluate(lattice: np.ndarray, bases: Sequence[np.ndarray]) -> np.ndarray:
+    """The spline of a (z, y, x) control-point lattice on the grid that `bases` describe."""
+    along_z, along_y, along_x = bases
+    return np.einsum("abc,za,yb,xc->zyx", lattice, along_z, along_y, along_x, optimize=True)
+
+
+def fit(residual: np.ndarray, mask: np.ndarray, bases: Sequence[np.ndarray]) -> np.ndarray:
+    """One level of multilevel B-spline approximation of `residual` inside `mask`.
+
+    Each voxel proposes a value for each of its 64 control points, in proportion to that point's
+    weight; a control point takes the weighted mean of its proposals (delta / omega). On a grid the
+    sums over voxels separate by axis."""
+    along_z, along_y, along_x = bases
+    weight_sum = np.einsum("z,y,x->zyx", *((basis ** 2).sum(1) for basis in bases))
+    proposals = np.where(mask, residual / weight_sum, 0.0)
+    delta = np.einsum("zyx,za,yb,xc->abc", proposals, along_z ** 3, along_y ** 3, along_x ** 3,
+                      optimize=True)
+    omega = np.einsum("zyx,za,yb,xc->abc", mask.astype(float), along_z ** 2, along_y ** 2,
+                      along_x ** 2, optimize=True)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(omega != 0, delta / omega, 0.0)
+
+
+def refine(lattice: np.ndarray) -> np.ndarray:
+    """The same spline on a lattice of twice the resolution (cubic B-spline subdivision)."""
+    for axis in range(3):
+        count = lattice.shape[axis]
+        subdivision = np.zeros((2 * count - SPLINE_ORDER, count))
+        for index in range(count - 1):  # a new point halfway between two old ones
+            subdivision[2 * index, index:index + 2] = 0.5
+        for index in range(count - 2):  # a new point on an old one
+            subdivision[2 * index + 1, index:index + 3] = 0.125, 0.75, 0.125
+        lattice = np.moveaxis(np.tensordot(subdivision, lattice, axes=(1, axis)), 0, axis)
+    return lattice
+
+
+def sharpen(values: np.ndarray) -> np.ndarray:
+    """Sharpen the intensity histogram of the log image: the expected true intensity of each value,
+    given a Gaussian bias blur of the histogram, removed by a Wiener filter.
+
+    `values` are in the voxel order of the image, because ITK's histogram range has a quirk that
+    depends on it: a value only lowers the minimum if it did not raise the running maximum."""
+    running_maximum = np.maximum.accumulate(values)
+    raised_maximum = np.r_[True, values[1:] > running_maximum[:-1]]
+    lowest = values[~raised_maximum].min() if (~raised_maximum).any() else np.finfo(np.float32).max
+    slope = (values.max() - lowest) / (HISTOGRAM_BINS - 1)
+
+    position = (values - lowest) / slope
+    index = np.floor(position).astype(np.int64)
+    offset = position - index
+    histogram = np.zeros(HISTOGRAM_BINS)
+    exact = (offset == 0) & (index >= 0)
+    np.add.at(histogram, index[exact], 1.0)
+    split = ~exact & (index >= 0) & (index < HISTOGRAM_BINS - 1)
+    histogram += np.bincount(index[split], 1 - offset[split], HISTOGRAM_BINS)
+    histogram += np.bincount(index[split] + 1, offset[split], HISTOGRAM_BINS + 1)[:HISTOGRAM_BINS]
+
+    padded_size = 2 ** (int(np.ceil(np.log2(HISTOGRAM_BINS))) + 1)
+    start = (padded_size - HISTOGRAM_BINS) // 2
+    padded = np.zeros(padded_size)
+    padded[start:start + HISTOGRAM_BINS] = histogram
+
+    fwhm = BIAS_FWHM / slope
+    distance = np.minimum(np.arange(padded_size), padded_size - np.arange(padded_size))
+    gaussian = 2 * np.sqrt(np.log(2) / np.pi) / fwhm * np.exp(-distance ** 2 * 4 * np.log(2) / fwhm ** 2)
+    gaussian_f = np.fft.fft(gaussian)
+    wiener = (np.conj(gaussian_f) / (np.conj(gaussian_f) * gaussian_f + WIENER_NOISE)).real
+    unblurred = np.maximum(np.fft.ifft(np.fft.fft(padded) * wiener).real, 0)
+
+    centres = lowest + (np.arange(padded_size) - start) * slope
+    numerator = np.fft.ifft(np.fft.fft(centres * unblurred) * gaussian_f).real
+    denominator = np.fft.ifft(np.fft.fft(unblurred) * gaussian_f).real
+    with np.errstate(divide="ignore", invalid="ignore"):
+        expected = np.where(denominator != 0, numerator / denominator, 0.0)
+    expected = expected[start:start + HISTOGRAM_BINS]
+
+    inside = (index >= 0) & (index < HISTOGRAM_BINS - 1)
+    safe = np.where(inside, index, 0)
+    interpolated = expected[safe] + (expected[safe + 1] - expected[safe]) * (position - safe)
+    return np.where(inside, interpolated, expected[-1])
+
+
+def coefficient_of_variation_change(old: np.ndarray, new: np.ndarray) -> float:
+    """ITK's convergence measure: spread over mean of the multiplicative field change."""
+    change = np.exp(old - new)
+    return float(change.std(ddof=1) / change.mean())
+
+
+def fit_log_bias_lattice(image: np.ndarray, mask: np.ndarray, iterations: Sequence[int],
+                         convergence: float) -> np.ndarray:
+    """Control points of the log bias field of a (z, y, x) image inside a boolean mask.
+
+    `iterations` gives the most iterations at each fitting level; a level also stops once the
+    field changes by less than `convergence` (coefficient of variation) in an iteration."""
+    image = image.astype(np.float64)
+    log_image = np.where(mask & (image > 0), np.log(np.where(image > 0, image, 1)), image)
+    log_bias = np.zeros_like(log_image)
+    lattice = np.zeros((CONTROL_POINTS,) * 3)
+    for level, level_iterations in enumerate(iterations):
+        bases = grid_bases(image.shape, lattice.shape)
+        change = np.inf
+        for _ in range(level_iterations):
+            if change <= convergence:
+                break
+            uncorrected = (log_image - log_bias)[mask]
+            residual = np.zeros_like(log_image)
+            residual[mask] = uncorrected - sharpen(uncorrected)
+            lattice = lattice + fit(residual, mask, bases)
+            new_log_bias = evaluate(lattice, bases)
+            change = coefficient_of_variation_change(log_bias[mask], new_log_bias[mask])
+            log_bias = new_log_bias
+        if level < len(iterations) - 1:
+            lattice = refine(lattice)
+    return lattice
+
+
+def log_bias_field(lattice: np.ndarray, shape: Sequence[int]) -> np.ndarray:
+    """The log bias field of a fitted lattice on a (z, y, x) grid of the fit's field of view."""
+    return evaluate(lattice, grid_bases(shape, lattice.shape))
