@@ -59,10 +59,16 @@ def grid_bases(shape: Sequence[int], lattice_shape: Sequence[int]) -> list[np.nd
     return [basis_matrix(size, count) for size, count in zip(shape, lattice_shape, strict=True)]
 
 
+def along_axes(array: np.ndarray, matrices: Sequence[np.ndarray]) -> np.ndarray:
+    """Multiply each axis of a 3D array by its matrix (axis k of the result has matrices[k]'s rows)."""
+    for axis, matrix in enumerate(matrices):
+        array = np.moveaxis(np.tensordot(matrix, array, axes=(1, axis)), 0, axis)
+    return array
+
+
 def evaluate(lattice: np.ndarray, bases: Sequence[np.ndarray]) -> np.ndarray:
     """The spline of a (z, y, x) control-point lattice on the grid that `bases` describe."""
-    along_z, along_y, along_x = bases
-    return np.einsum("abc,za,yb,xc->zyx", lattice, along_z, along_y, along_x, optimize=True)
+    return along_axes(lattice, bases)
 
 
 def fit(residual: np.ndarray, mask: np.ndarray, bases: Sequence[np.ndarray]) -> np.ndarray:
@@ -71,28 +77,28 @@ def fit(residual: np.ndarray, mask: np.ndarray, bases: Sequence[np.ndarray]) -> 
     Each voxel proposes a value for each of its 64 control points, in proportion to that point's
     weight; a control point takes the weighted mean of its proposals (delta / omega). On a grid the
     sums over voxels separate by axis."""
-    along_z, along_y, along_x = bases
-    weight_sum = np.einsum("z,y,x->zyx", *((basis ** 2).sum(1) for basis in bases))
+    squares_z, squares_y, squares_x = ((basis ** 2).sum(1) for basis in bases)
+    weight_sum = squares_z[:, None, None] * squares_y[None, :, None] * squares_x[None, None, :]
     proposals = np.where(mask, residual / weight_sum, 0.0)
-    delta = np.einsum("zyx,za,yb,xc->abc", proposals, along_z ** 3, along_y ** 3, along_x ** 3,
-                      optimize=True)
-    omega = np.einsum("zyx,za,yb,xc->abc", mask.astype(float), along_z ** 2, along_y ** 2,
-                      along_x ** 2, optimize=True)
+    delta = along_axes(proposals, [(basis ** 3).T for basis in bases])
+    omega = along_axes(mask.astype(float), [(basis ** 2).T for basis in bases])
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.where(omega != 0, delta / omega, 0.0)
 
 
 def refine(lattice: np.ndarray) -> np.ndarray:
     """The same spline on a lattice of twice the resolution (cubic B-spline subdivision)."""
-    for axis in range(3):
-        count = lattice.shape[axis]
-        subdivision = np.zeros((2 * count - SPLINE_ORDER, count))
-        for index in range(count - 1):  # a new point halfway between two old ones
-            subdivision[2 * index, index:index + 2] = 0.5
-        for index in range(count - 2):  # a new point on an old one
-            subdivision[2 * index + 1, index:index + 3] = 0.125, 0.75, 0.125
-        lattice = np.moveaxis(np.tensordot(subdivision, lattice, axes=(1, axis)), 0, axis)
-    return lattice
+    return along_axes(lattice, [subdivision_matrix(count) for count in lattice.shape])
+
+
+def subdivision_matrix(count: int) -> np.ndarray:
+    """(2 count - 3, count): the control points of one axis at twice the resolution."""
+    matrix = np.zeros((2 * count - SPLINE_ORDER, count))
+    for index in range(count - 1):  # a new point halfway between two old ones
+        matrix[2 * index, index:index + 2] = 0.5
+    for index in range(count - 2):  # a new point on an old one
+        matrix[2 * index + 1, index:index + 3] = 0.125, 0.75, 0.125
+    return matrix
 
 
 def sharpen(values: np.ndarray) -> np.ndarray:

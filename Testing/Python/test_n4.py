@@ -106,4 +106,6 @@ def test_n4_correct_keeps_the_grid_and_matches_simpleitk_through_the_shrunk_fit(
     corrector.SetConvergenceThreshold(config.n4_convergence)
     corrector.Execute(small, small_mask)
     expected = sitk.GetArrayFromImage(image / sitk.Exp(corrector.GetLogBiasFieldAsImage(image)))
-    np.testing.assert_allclose(corrected[mask], expected[mask], rtol=1e-4)
+    # up to a constant factor, which N4 leaves free and the z-scores that follow divide out
+    ours, theirs = corrected[mask], expected[mask]
+    np.testing.assert_allclose(ours / ours.mean(), theirs / theirs.mean(), rtol=1e-4)
