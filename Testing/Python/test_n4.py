@@ -109,3 +109,10 @@ def test_n4_correct_keeps_the_grid_and_matches_simpleitk_through_the_shrunk_fit(
     # up to a constant factor, which N4 leaves free and the z-scores that follow divide out
     ours, theirs = corrected[mask], expected[mask]
     np.testing.assert_allclose(ours / ours.mean(), theirs / theirs.mean(), rtol=1e-4)
+
+
+def test_a_flat_image_gets_no_bias_field():
+    _, mask, _ = biased_head(6, 0.0)
+    flat = np.where(mask, 80.0, 0.0).astype(np.float32)
+    lattice = n4.fit_log_bias_lattice(flat, mask, [5, 5], CONVERGENCE)
+    np.testing.assert_array_equal(n4.log_bias_field(lattice, flat.shape), 0.0)
