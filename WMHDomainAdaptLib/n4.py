@@ -19,7 +19,7 @@ control points to the log bias field's lattice. Each fitting level doubles the l
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -73,19 +73,23 @@ def evaluate(lattice: np.ndarray, bases: Sequence[np.ndarray]) -> np.ndarray:
     return along_axes(lattice, bases)
 
 
-def fit(residual: np.ndarray, mask: np.ndarray, bases: Sequence[np.ndarray]) -> np.ndarray:
-    """One level of multilevel B-spline approximation of `residual` inside `mask`.
+def level_fitter(mask: np.ndarray, bases: Sequence[np.ndarray]) -> Callable[[np.ndarray], np.ndarray]:
+    """One level of multilevel B-spline approximation inside `mask`, as a function of the residual.
 
     Each voxel proposes a value for each of its 64 control points, in proportion to that point's
     weight; a control point takes the weighted mean of its proposals (delta / omega). On a grid the
-    sums over voxels separate by axis."""
+    sums over voxels separate by axis. The weights depend only on the mask and the lattice size, so
+    they are computed once per level rather than at every iteration."""
     squares_z, squares_y, squares_x = ((basis ** 2).sum(1) for basis in bases)
     weight_sum = squares_z[:, None, None] * squares_y[None, :, None] * squares_x[None, None, :]
-    proposals = np.where(mask, residual / weight_sum, 0.0)
-    delta = along_axes(proposals, [(basis ** 3).T for basis in bases])
     omega = along_axes(mask.astype(float), [(basis ** 2).T for basis in bases])
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(omega != 0, delta / omega, 0.0)
+    cubes = [(basis ** 3).T for basis in bases]
+
+    def fit(residual: np.ndarray) -> np.ndarray:
+        delta = along_axes(np.where(mask, residual / weight_sum, 0.0), cubes)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(omega != 0, delta / omega, 0.0)
+    return fit
 
 
 def refine(lattice: np.ndarray) -> np.ndarray:
@@ -168,6 +172,7 @@ def fit_log_bias_lattice(image: np.ndarray, mask: np.ndarray, iterations: Sequen
     lattice = np.zeros((CONTROL_POINTS,) * 3)
     for level, level_iterations in enumerate(iterations):
         bases = grid_bases(image.shape, lattice.shape)
+        fit = level_fitter(mask, bases)
         change = np.inf
         for _ in range(level_iterations):
             if change <= convergence:
@@ -175,7 +180,7 @@ def fit_log_bias_lattice(image: np.ndarray, mask: np.ndarray, iterations: Sequen
             uncorrected = (log_image - log_bias)[mask]
             residual = np.zeros_like(log_image)
             residual[mask] = uncorrected - sharpen(uncorrected)
-            lattice = lattice + fit(residual, mask, bases)
+            lattice = lattice + fit(residual)
             new_log_bias = evaluate(lattice, bases)
             change = coefficient_of_variation_change(log_bias[mask], new_log_bias[mask])
             log_bias = new_log_bias

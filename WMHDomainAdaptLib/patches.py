@@ -28,7 +28,7 @@ class PatchSampler:
             raise InputError(None, "no training case given")
         self.size, self.half = size, size // 2
         self.lesion_fraction, self.lesion_balance = lesion_fraction, lesion_balance
-        _common_context(cases)  # one network reads every patch
+        _check_one_context(cases)  # one network reads every patch
         self.cases = cases  # not copied: patches are cut with zeros beyond edges
         self.labels = [c.label for c in cases]
         self.brain_voxels = [np.argwhere(c.brain_mask) for c in cases]
@@ -88,13 +88,12 @@ class PatchSampler:
         return slice(y0, y1), slice(x0, x1), slice(y0 - top, y1 - top), slice(x0 - left, x1 - left)
 
 
-def _common_context(cases: list[PreparedCase]) -> int:
-    """The number of neighbouring slices every case is fed with (one network reads them all)."""
+def _check_one_context(cases: list[PreparedCase]) -> None:
+    """Refuse cases fed with different numbers of neighbouring slices: one network reads them all."""
     counts = {c.context_slices for c in cases}
     if len(counts) > 1:
         raise InputError(None, f"the cases were prepared with different numbers of context slices "
                                f"({sorted(counts)}); prepare them with one model's preprocessing")
-    return counts.pop()
 
 
 def augment(images: np.ndarray, labels: np.ndarray, rng: np.random.Generator

@@ -32,13 +32,19 @@ def biased_head(seed: int, bias_strength: float) -> tuple[np.ndarray, np.ndarray
     return image.astype(np.float32), head, log_bias
 
 
-def itk_log_bias(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+def itk_n4(image: sitk.Image, mask: np.ndarray, iterations: list[int] = ITERATIONS,
+           convergence: float = CONVERGENCE) -> sitk.N4BiasFieldCorrectionImageFilter:
+    """SimpleITK's N4 filter, run on `image` inside `mask`: the reference our N4 must match."""
     corrector = sitk.N4BiasFieldCorrectionImageFilter()
-    corrector.SetMaximumNumberOfIterations(ITERATIONS)
-    corrector.SetConvergenceThreshold(CONVERGENCE)
+    corrector.SetMaximumNumberOfIterations(iterations)
+    corrector.SetConvergenceThreshold(convergence)
+    corrector.Execute(image, image_like(mask.astype(np.uint8), image))
+    return corrector
+
+
+def itk_log_bias(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
     itk_image = sitk.GetImageFromArray(image)
-    corrector.Execute(itk_image, sitk.GetImageFromArray(mask.astype(np.uint8)))
-    return sitk.GetArrayFromImage(corrector.GetLogBiasFieldAsImage(itk_image))
+    return sitk.GetArrayFromImage(itk_n4(itk_image, mask).GetLogBiasFieldAsImage(itk_image))
 
 
 @pytest.mark.parametrize("seed, bias_strength", [(0, 0.6), (1, 1.2)])
@@ -60,10 +66,7 @@ def test_the_fitted_field_follows_the_true_bias():
 
 def test_a_field_evaluated_on_a_finer_grid_of_the_same_view_matches_simpleitks():
     image, mask, _ = biased_head(3, 0.8)
-    corrector = sitk.N4BiasFieldCorrectionImageFilter()
-    corrector.SetMaximumNumberOfIterations(ITERATIONS)
-    corrector.SetConvergenceThreshold(CONVERGENCE)
-    corrector.Execute(sitk.GetImageFromArray(image), sitk.GetImageFromArray(mask.astype(np.uint8)))
+    corrector = itk_n4(sitk.GetImageFromArray(image), mask)
     fine_grid = sitk.Image((79, 87, 27), sitk.sitkFloat32)
     expected = sitk.GetArrayFromImage(corrector.GetLogBiasFieldAsImage(fine_grid))
     ours = n4.log_bias_field(n4.fit_log_bias_lattice(image, mask, ITERATIONS, CONVERGENCE), (27, 87, 79))
@@ -100,11 +103,8 @@ def test_n4_correct_keeps_the_grid_and_matches_simpleitk_through_the_shrunk_fit(
     assert corrected.shape == array.shape and corrected.dtype == np.float32
     shrink = [max(1, min(config.n4_shrink, size // 8)) for size in image.GetSize()]
     small = sitk.Shrink(image, shrink) + 1e-3
-    small_mask = sitk.Shrink(image_like(mask.astype(np.uint8), image), shrink)
-    corrector = sitk.N4BiasFieldCorrectionImageFilter()
-    corrector.SetMaximumNumberOfIterations([config.n4_iterations] * 4)
-    corrector.SetConvergenceThreshold(config.n4_convergence)
-    corrector.Execute(small, small_mask)
+    small_mask = sitk.GetArrayFromImage(sitk.Shrink(image_like(mask.astype(np.uint8), image), shrink)) > 0
+    corrector = itk_n4(small, small_mask, [config.n4_iterations] * 4, config.n4_convergence)
     expected = sitk.GetArrayFromImage(image / sitk.Exp(corrector.GetLogBiasFieldAsImage(image)))
     # up to a constant factor, which N4 leaves free and the z-scores that follow divide out
     ours, theirs = corrected[mask], expected[mask]
