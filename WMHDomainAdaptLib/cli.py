@@ -15,7 +15,8 @@ from . import __version__
 from .commands._common import apply_threads
 from .errors import Cancelled, InputError
 
-COMMAND_MODULES = ("synth", "evaluate", "train", "segment", "adapt", "experiment", "bench", "demo")
+COMMAND_MODULES = ("synth", "evaluate", "train", "calibrate", "segment", "adapt", "experiment", "bench",
+                   "demo")
 
 
 def _import(name: str):

@@ -31,6 +31,7 @@ class Segmentation:
     mask: sitk.Image         # uint8 0/1 on the FLAIR grid
     lesion_volume_ml: float
     lesion_count: int
+    threshold: float         # the probability threshold the mask was cut at
 
 
 def brain_box(mask: np.ndarray, margin: int = CROP_MARGIN) -> tuple[slice, slice, slice]:
@@ -113,11 +114,12 @@ def segment_prepared(model: LoadedModel, case: PreparedCase, device: torch.devic
                      cancel: CancelToken | None = None) -> Segmentation:
     check_channels(model, case.input_channels, case.case_id)
     probability = predict_probability(model.network, case, device, progress=progress, cancel=cancel)
-    mask = remove_small_lesions(probability >= model.threshold, case.spacing_xyz, min_lesion_mm3)
+    threshold = model.threshold_for(probability, case.image)
+    mask = remove_small_lesions(probability >= threshold, case.spacing_xyz, min_lesion_mm3)
     voxel_ml = float(np.prod(case.spacing_xyz)) / 1000.0
     return Segmentation(image_like(probability, case.reference),
                         image_like(mask.astype(np.uint8), case.reference),
-                        float(mask.sum()) * voxel_ml, count_lesions(mask))
+                        float(mask.sum()) * voxel_ml, count_lesions(mask), threshold)
 
 
 def segment(model: LoadedModel, t1: sitk.Image, flair: sitk.Image, brain_mask: np.ndarray | None = None,

@@ -16,6 +16,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
@@ -25,6 +26,7 @@ from .errors import InputError
 from .io import atomic_write
 from .model import Architecture, WMHNet, layer_table
 from .preprocess import PreprocessConfig, input_channel_names
+from .scan_threshold import ScanThreshold
 
 FORMAT_VERSION = 1
 METADATA_KEY = "wmhda"
@@ -48,7 +50,23 @@ class LoadedModel:
 
     @property
     def threshold(self) -> float:
+        """The fixed threshold; see `threshold_for` for the one a scan is segmented at."""
         return float(self.metadata["threshold"])
+
+    @property
+    def scan_threshold(self) -> ScanThreshold | None:
+        """The per-scan threshold rule of a calibrated model (`wmhda calibrate`), else None."""
+        rule = self.metadata.get("scan_threshold")
+        return None if rule is None else ScanThreshold.from_dict(rule)
+
+    def threshold_for(self, probability: np.ndarray, image: np.ndarray) -> float:
+        """The threshold for one scan (`image`: its normalized channels, as preprocessed): from
+        the scan's lesion contrast where the model has a rule, else the fixed one."""
+        rule = self.scan_threshold
+        if rule is None:
+            return self.threshold
+        flair = image[self.preprocess_config.channels.index("flair")]
+        return rule.for_scan(probability, flair, self.threshold)
 
 
 def file_sha256(path: str | Path) -> str:
@@ -131,6 +149,11 @@ def _validate(path: Path, metadata: dict, tensors: dict[str, torch.Tensor]) -> N
             raise InputError(path, f"model metadata lacks '{key}'")
     if weights_sha256(tensors) != metadata["weights_sha256"]:
         raise InputError(path, "weights do not match their recorded hash (the file was altered)")
+    if metadata.get("scan_threshold") is not None:
+        try:
+            ScanThreshold.from_dict(metadata["scan_threshold"])
+        except TypeError as error:
+            raise InputError(path, f"the per-scan threshold rule is malformed ({error})") from None
 
 
 def read_metadata(path: str | Path) -> dict:

@@ -68,6 +68,6 @@ def run(args: argparse.Namespace) -> int:
         if prob_path is not None:
             write_image(result.probability, prob_path)
         print(f"{case.case_id}: {result.lesion_volume_ml:.2f} mL in {result.lesion_count} lesion(s) "
-              f"-> {mask_path}")
+              f"at threshold {result.threshold:.2f} -> {mask_path}")
         tracker.update(index + 1, case.case_id)
     return 0
