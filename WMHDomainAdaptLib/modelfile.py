@@ -152,7 +152,7 @@ def _validate(path: Path, metadata: dict, tensors: dict[str, torch.Tensor]) -> N
     if metadata.get("scan_threshold") is not None:
         try:
             ScanThreshold.from_dict(metadata["scan_threshold"])
-        except TypeError as error:
+        except (TypeError, ValueError) as error:
             raise InputError(path, f"the per-scan threshold rule is malformed ({error})") from None
 
 

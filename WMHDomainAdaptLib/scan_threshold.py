@@ -30,8 +30,8 @@ class ScanThreshold:
 
     intercept: float
     slope: float
-    core_probability: float = 0.7  # a scan's contrast: mean FLAIR z of voxels at least this sure
-    min_core_voxels: int = 10      # fewer such voxels: the fixed threshold
+    core_probability: float = 0.95  # a scan's contrast: mean FLAIR z of voxels at least this sure
+    min_core_voxels: int = 10       # fewer such voxels: the fixed threshold
     low: float = 0.2
     high: float = 0.8
 
@@ -50,7 +50,13 @@ class ScanThreshold:
 
     @classmethod
     def from_dict(cls, values: dict) -> ScanThreshold:
-        return cls(**values)
+        """Raises TypeError or ValueError for missing, unknown or non-numeric fields."""
+        fields = cls(0.0, 0.0).to_dict()
+        if set(values) - set(fields) or not {"intercept", "slope"} <= set(values):
+            raise TypeError(f"expected the fields {sorted(fields)} (intercept and slope required), "
+                            f"got {sorted(values)}")
+        merged = {**fields, **values}
+        return cls(*(type(fields[name])(merged[name]) for name in fields))
 
 
 def lesion_contrast(probability: np.ndarray, flair: np.ndarray, core_probability: float,

@@ -79,9 +79,11 @@ def test_segment_cuts_each_scan_at_the_threshold_its_rule_gives(workspace, tmp_p
 
 def test_a_malformed_rule_is_refused_when_the_model_is_loaded(workspace, tmp_path):
     _, _, model = workspace
-    broken = with_rule(model, {"intercept": 0.1}, tmp_path / "broken.safetensors")
-    with pytest.raises(InputError, match="per-scan threshold rule is malformed"):
-        load_model(broken)
+    for number, rule in enumerate(({"intercept": 0.1}, {"intercept": "high", "slope": 0.1},
+                                   {"intercept": 0.1, "slope": 0.1, "offset": 2})):
+        broken = with_rule(model, rule, tmp_path / f"broken{number}.safetensors")
+        with pytest.raises(InputError, match="per-scan threshold rule is malformed"):
+            load_model(broken)
 
 
 def test_adapting_a_calibrated_model_leaves_the_source_rule_behind(workspace, calibrated, tmp_path):

@@ -23,6 +23,7 @@ from WMHDomainAdaptLib.experiments.table import read_rows, row_key
 from WMHDomainAdaptLib.model import WMHNet
 from WMHDomainAdaptLib.modelfile import build_metadata, save_model
 from WMHDomainAdaptLib.preprocess import PreprocessConfig
+from WMHDomainAdaptLib.scan_threshold import ScanThreshold
 
 TINY_RECIPE = {"epochs": 1, "patience": 1, "patches_per_case": 16, "patch_size": 32, "batch_size": 16}
 SETS = {"source_train": ((1, 2), 1.8), "source_val": ((3,), 1.8), "source_test": ((4,), 1.8),
@@ -293,6 +294,24 @@ def test_another_source_model_at_the_same_path_is_refused_in_the_same_results_fo
     with pytest.raises(InputError, match="another source model file"):
         run_experiment(parse_config(data), phantom_root, out, "cpu")
 
+
+
+def test_source_row_cuts_each_scan_where_the_source_models_per_scan_rule_says(phantom_root, tmp_path):
+    recall = {}
+    for name, intercept in (("low", 0.2), ("high", 0.99)):
+        torch.manual_seed(0)
+        network = WMHNet()
+        metadata = build_metadata(network, PreprocessConfig(n4=False), 0.5, {"domain": "source"})
+        metadata["scan_threshold"] = ScanThreshold(intercept, 0.0, core_probability=0.0, min_core_voxels=1,
+                                                   low=0.2, high=0.99).to_dict()
+        model = save_model(tmp_path / f"{name}.safetensors", network, metadata)
+        data = config_dict(data={"source_model": str(model), "target_pool": "target_pool/manifest.csv",
+                                 "target_test": "target_test/manifest.csv"}, first_layers={},
+                           n_scans=[1], tune_layers=[1])
+        run_experiment(parse_config(data), phantom_root, tmp_path / name, "cpu")
+        source = next(r for r in read_rows(tmp_path / name / "results.csv") if r["setting"] == SOURCE)
+        recall[name] = float(source["recall_mean"])
+    assert recall["low"] > recall["high"]
 
 # --- conclusions from the table ----------------------------------------------------------------
 

@@ -8,6 +8,7 @@ can move the mean a lot (see DATA.md), and the pooled Dice is the stabler of the
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -17,18 +18,22 @@ from ..inference import predict_probability
 from ..metrics import evaluate_arrays, summarize
 from ..progress import CancelToken
 
+ThresholdFor = Callable[[np.ndarray, np.ndarray], float]  # (probability, normalized channels)
 CASE_METRICS = ("dsc", "hd95", "avd", "recall", "precision", "f1", "ref_ml", "pred_ml", "overlap_ml")
 
 
 def evaluate_cases(network: torch.nn.Module, threshold: float, cases: list[PreparedCase],
-                   device: torch.device, cancel: CancelToken | None = None) -> list[dict]:
-    """Per-case metrics of a network at a threshold."""
+                   device: torch.device, cancel: CancelToken | None = None,
+                   threshold_for: ThresholdFor | None = None) -> list[dict]:
+    """Per-case metrics of a network at a threshold, or at each case's own where `threshold_for`
+    gives one (a calibrated model file's rule, `LoadedModel.threshold_for`)."""
     rows = []
     for case in cases:
         if cancel is not None:
             cancel.check()
         probability = predict_probability(network, case, device)
-        metrics = evaluate_arrays(probability >= threshold, case.label, case.spacing_xyz, case.case_id)
+        cut = threshold if threshold_for is None else threshold_for(probability, case.image)
+        metrics = evaluate_arrays(probability >= cut, case.label, case.spacing_xyz, case.case_id)
         rows.append({"case_id": case.case_id, **{name: metrics[name] for name in CASE_METRICS}})
     return rows
 

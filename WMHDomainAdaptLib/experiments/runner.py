@@ -29,7 +29,7 @@ from ..modelfile import LoadedModel, file_sha256
 from ..progress import CancelToken, ProgressCallback, ProgressTracker
 from .config import ExperimentConfig
 from .data import load_prepared_set, resolve_dataset
-from .evaluation import CASE_METRICS, evaluate_cases, summary_figures
+from .evaluation import CASE_METRICS, ThresholdFor, evaluate_cases, summary_figures
 from .grid import FIRST_LAYERS, SCRATCH, RunSpec, build_grid
 from .source import obtain_source_model
 from .table import KEY_COLUMNS, RunTable
@@ -66,6 +66,7 @@ class Trained:
     best_epoch: int | None = None
     epochs_run: int | None = None
     cached: bool | None = None
+    threshold_for: ThresholdFor | None = None  # the source model's: its per-scan rule, if it has one
 
 
 def source_model_sha256(config: ExperimentConfig, root: Path) -> str | None:
@@ -119,7 +120,7 @@ def scratch_model(source: LoadedModel, seed: int) -> LoadedModel:
 
 def train_run(space: Workspace, spec: RunSpec, cancel: CancelToken | None) -> Trained:
     if spec.n_scans == 0:
-        return Trained(space.source.network, space.source.threshold)
+        return Trained(space.source.network, space.source.threshold, threshold_for=space.source.threshold_for)
     scans = [space.pool[i] for i in spec.scan_indices]
     recipe: AdaptConfig = space.config.scratch if spec.setting == SCRATCH else space.config.adapt
     recipe = dataclasses.replace(recipe, seed=spec.seed)
@@ -137,7 +138,7 @@ def execute(space: Workspace, spec: RunSpec, cancel: CancelToken | None) -> None
     trained = train_run(space, spec, cancel)
     train_s = time.monotonic() - began
     case_rows = evaluate_cases(trained.network, trained.threshold, space.tests[spec.test_set],
-                               space.device, cancel)
+                               space.device, cancel, trained.threshold_for)
     key = dict(zip(KEY_COLUMNS, spec.key, strict=True))
     row = {**key, "seed": spec.seed, "test_set": spec.test_set, "n_test": len(case_rows),
            "scans": ";".join(space.pool[i].case_id for i in spec.scan_indices),
