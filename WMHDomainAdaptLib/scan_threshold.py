@@ -6,7 +6,8 @@ voxel at a lesion's edge holds half a lesion depends on how bright the whole les
 which a 2D network with an 81-voxel view cannot tell for a small lesion. The scan's surest lesion
 voxels show it: where they are bright, a voxel of a given brightness holds less lesion, so the
 threshold should rise. On v14's probabilities for 60 source scans the best threshold of each
-scan correlated 0.7 with the mean FLAIR z-score of its voxels above probability 0.7.
+scan correlated 0.7 with the mean FLAIR z-score of its voxels above probability 0.7 (the shipped
+rule reads those at 0.95 or more, the core that cross-validation chose; docs/model.md).
 
 The rule is linear in that contrast, clipped, and fitted by mean Dice on labelled scans
 (`wmhda calibrate`). A scan with too few sure voxels keeps the model's fixed threshold.
@@ -115,6 +116,9 @@ def fit_scan_threshold(evidence: list[ScanEvidence], fixed: float) -> ScanThresh
     """
     if not evidence:
         raise ValueError("no scans to fit a per-scan threshold on")
+    if not THRESHOLD_GRID[0] <= fixed <= THRESHOLD_GRID[-1]:
+        raise ValueError(f"the fixed threshold {fixed} is outside the fitted range "
+                         f"{THRESHOLD_GRID[0]} to {THRESHOLD_GRID[-1]}")
     measures = {(scan.core_probability, scan.min_core_voxels) for scan in evidence}
     if len(measures) > 1:
         raise ValueError(f"the scans' contrasts were measured in different ways: {sorted(measures)}")

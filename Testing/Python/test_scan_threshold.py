@@ -73,3 +73,8 @@ def test_fit_refuses_scans_whose_contrast_was_measured_differently():
     evidence.append(ScanEvidence(evidence[0].dice_at, 3.0, 0.9, 10))
     with pytest.raises(ValueError, match="measured in different ways"):
         fit_scan_threshold(evidence, fixed=0.5)
+
+
+def test_fit_refuses_a_fixed_threshold_off_its_grid():
+    with pytest.raises(ValueError, match="outside the fitted range"):
+        fit_scan_threshold(planted_evidence(0.0, 0.1, [3.0, 4.0]), fixed=0.02)
