@@ -65,8 +65,11 @@ class LoadedModel:
         rule = self.scan_threshold
         if rule is None:
             return self.threshold
-        flair = image[self.preprocess_config.channels.index("flair")]
-        return rule.for_scan(probability, flair, self.threshold)
+        return rule.for_scan(probability, self.flair_of(image), self.threshold)
+
+    def flair_of(self, image: np.ndarray) -> np.ndarray:
+        """The normalized FLAIR among a preprocessed scan's own channels (`PreparedCase.image`)."""
+        return image[self.preprocess_config.channels.index("flair")]
 
 
 def file_sha256(path: str | Path) -> str:

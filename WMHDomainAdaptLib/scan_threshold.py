@@ -39,7 +39,7 @@ class ScanThreshold:
     def for_contrast(self, contrast: float | None, fixed: float) -> float:
         if contrast is None:
             return fixed
-        return float(_rounded(np.clip(self.intercept + self.slope * contrast, self.low, self.high)))
+        return float(rule_thresholds(self.intercept, self.slope, contrast, self.low, self.high))
 
     def for_scan(self, probability: np.ndarray, flair: np.ndarray, fixed: float) -> float:
         """The threshold for one scan: probability and normalized FLAIR on the same grid."""
@@ -69,9 +69,10 @@ def lesion_contrast(probability: np.ndarray, flair: np.ndarray, core_probability
     return float(flair[core].mean())
 
 
-def _rounded(thresholds):
-    """To the grid's step, so that the rule applies exactly the thresholds it was fitted on."""
-    return np.round(thresholds, 2)
+def rule_thresholds(intercept, slope, contrast, low: float, high: float):
+    """clip(intercept + slope * contrast, low, high) to the grid's step, so that the rule applies
+    exactly the thresholds it was fitted on; broadcasts over arrays for the fit."""
+    return np.round(np.clip(intercept + slope * contrast, low, high), 2)
 
 
 @dataclass(frozen=True)
@@ -105,7 +106,8 @@ class ScanThresholdFit:
 
 
 def _grid_column(thresholds: np.ndarray) -> np.ndarray:
-    return np.rint((_rounded(thresholds) - THRESHOLD_GRID[0]) / 0.01).astype(int)
+    """Columns of THRESHOLD_GRID for thresholds already on its step."""
+    return np.rint((thresholds - THRESHOLD_GRID[0]) / 0.01).astype(int)
 
 
 def fit_scan_threshold(evidence: list[ScanEvidence], fixed: float) -> ScanThresholdFit:
@@ -127,11 +129,11 @@ def fit_scan_threshold(evidence: list[ScanEvidence], fixed: float) -> ScanThresh
     rows = np.arange(len(evidence))
     known = np.array([scan.contrast is not None for scan in evidence])
     contrast = np.array([scan.contrast if scan.contrast is not None else 0.0 for scan in evidence])
-    fixed_column = _grid_column(np.array([fixed]))[0]
+    fixed_column = _grid_column(np.round(fixed, 2))
+    bounds = ScanThreshold(0.0, 0.0)
     best = (-1.0, 0.0, 0.0)
     for slope in SLOPES:
-        rule = ScanThreshold(0.0, slope, core_probability, min_core_voxels)
-        thresholds = np.clip(INTERCEPTS[:, None] + slope * contrast[None, :], rule.low, rule.high)
+        thresholds = rule_thresholds(INTERCEPTS[:, None], slope, contrast[None, :], bounds.low, bounds.high)
         columns = np.where(known[None, :], _grid_column(thresholds), fixed_column)
         means = dice[rows[None, :], columns].mean(axis=1)
         index = int(np.argmax(means))

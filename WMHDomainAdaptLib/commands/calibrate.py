@@ -57,9 +57,8 @@ def run(args: argparse.Namespace) -> int:
         lesion = prepared.label == 1
         if lesion.any():
             probability = predict_probability(model.network, prepared, device)
-            flair = prepared.image[model.preprocess_config.channels.index("flair")]
-            evidence.append(scan_evidence(probability, flair, lesion, args.core_probability,
-                                          DEFAULTS.min_core_voxels))
+            evidence.append(scan_evidence(probability, model.flair_of(prepared.image), lesion,
+                                          args.core_probability, DEFAULTS.min_core_voxels))
             used.append(case.case_id)
         else:
             print(f"{case.label}: no WMH voxel, so no Dice to fit on; skipped", file=sys.stderr)
