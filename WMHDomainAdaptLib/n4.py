@@ -58,7 +58,7 @@ def basis_matrix(size: int, control_points: int) -> np.ndarray:
 
 def grid_bases(shape: Sequence[int], lattice_shape: Sequence[int]) -> list[np.ndarray]:
     """The basis matrices of a (z, y, x) grid for a lattice of `lattice_shape` control points."""
-    return [basis_matrix(size, count) for size, count in zip(shape, lattice_shape, strict=True)]
+    return [basis_matrix(size, count) for size, count in zip(shape, lattice_shape)]
 
 
 def along_axes(array: np.ndarray, matrices: Sequence[np.ndarray]) -> np.ndarray:

@@ -81,7 +81,7 @@ def pooled_dice(probabilities: Iterable[np.ndarray], labels: Iterable[np.ndarray
                 threshold: float = 0.5) -> float:
     """Dice over all voxels of all cases together (stable with few, small lesions)."""
     overlap = total = 0
-    for probability, label in zip(probabilities, labels, strict=True):
+    for probability, label in zip(probabilities, labels):
         predicted, truth = probability >= threshold, label == 1
         predicted &= label != 2
         overlap += int((predicted & truth).sum())

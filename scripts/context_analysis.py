@@ -75,17 +75,17 @@ def main() -> None:
     cases = prepare_cases(load_datasets(args.cases), model.preprocess_config, need_label=True)
     probabilities = [predict_probability(model.network, c, torch.device("cpu")) for c in cases]
     decisions = [p >= model.threshold for p in probabilities]
-    errors = sum(error_split(d, c.label) for d, c in zip(decisions, cases, strict=True))
+    errors = sum(error_split(d, c.label) for d, c in zip(decisions, cases))
     print("wrong voxels: missed at the edge of found lesions {}, in lesions missed entirely {}, "
           "added at lesions {}, in false lesions {}".format(*errors))
     uncertain = [c.brain_mask & (p >= 0.05) & (p <= 0.95) & (c.label != 2)
-                 for p, c in zip(probabilities, cases, strict=True)]
+                 for p, c in zip(probabilities, cases)]
     halves = [list(range(0, len(cases), 2)), list(range(1, len(cases), 2))]
-    alone = [dice(d, c.label) for d, c in zip(decisions, cases, strict=True)]
+    alone = [dice(d, c.label) for d, c in zip(decisions, cases)]
     print(f"model alone: mean Dice {np.mean(alone):.4f}")
     for with_context in (False, True):
         table = [features(c.image, p, with_context)[u]
-                 for c, p, u in zip(cases, probabilities, uncertain, strict=True)]
+                 for c, p, u in zip(cases, probabilities, uncertain)]
         scores = []
         for fit, score in (halves, halves[::-1]):
             classifier = HistGradientBoostingClassifier(max_iter=200, random_state=0).fit(

@@ -76,7 +76,7 @@ def threshold_probe(seeds: list[int], fov: str) -> dict:
             medians.append([np.median(prepared.image[c][t]) for c in (1, 0) for t in tissues])
         pooled[name] = (np.concatenate(values), np.concatenate(labels))
         zscores[name] = dict(zip(["flair lesion", "flair wm", "flair gm", "t1 lesion", "t1 wm", "t1 gm"],
-                                 np.median(medians, axis=0).round(3).tolist(), strict=True))
+                                 np.median(medians, axis=0).round(3).tolist()))
     thresholds = np.arange(0.5, 5.0, 0.05)
     best = {name: float(thresholds[np.argmax([_dice(v > t, lab) for t in thresholds])])
             for name, (v, lab) in pooled.items()}

@@ -51,6 +51,6 @@ def write_phantom_case(folder: Path, seed: int, suffix: str = ".nii.gz", **kwarg
     folder = Path(folder) / case_id
     folder.mkdir(parents=True, exist_ok=True)
     paths = {role: folder / f"{case_id}_{role}{suffix}" for role in ("t1", "flair", "wmh")}
-    for role, array in zip(("t1", "flair", "wmh"), (t1, flair, label), strict=True):
+    for role, array in zip(("t1", "flair", "wmh"), (t1, flair, label)):
         sitk.WriteImage(phantom_image(array), str(paths[role]), True)
     return Case(case_id, paths["t1"], paths["flair"], paths["wmh"])

@@ -56,7 +56,7 @@ def respaced_copy(case, folder, factors):
     paths = []
     for name in ("t1", "flair"):
         image = sitk.ReadImage(str(getattr(case, name)))
-        image.SetSpacing([s * f for s, f in zip(image.GetSpacing(), factors, strict=True)])
+        image.SetSpacing([s * f for s, f in zip(image.GetSpacing(), factors)])
         paths.append(folder / f"{name}.nii.gz")
         sitk.WriteImage(image, str(paths[-1]))
     return paths

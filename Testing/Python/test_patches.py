@@ -58,7 +58,8 @@ def test_patches_at_the_edges_are_the_zero_padded_windows_around_their_centre():
     images, labels = PatchSampler([case], 8, lesion_fraction=0.5).sample(300, np.random.default_rng(1))
     padded_image = np.pad(image[:, 0], ((0, 0), (4, 4), (4, 4)))  # every slice is alike
     padded_label = np.pad(label[0], 4)
-    for patch, patch_label in zip(images, labels, strict=True):
+    assert len(images) == len(labels)
+    for patch, patch_label in zip(images, labels):
         cy, cx = int(patch[0, 4, 4]) - 1, int(patch[1, 4, 4]) - 1
         assert (padded_image[:, cy:cy + 8, cx:cx + 8] == patch).all()
         assert (padded_label[cy:cy + 8, cx:cx + 8] == patch_label[0]).all()

@@ -181,7 +181,7 @@ def format_table(rows: list[dict], summary: dict) -> str:
 
     def render(line: list[str]) -> str:
         return "  ".join(cell.ljust(w) if i == 0 else cell.rjust(w)
-                         for i, (cell, w) in enumerate(zip(line, widths, strict=True)))
+                         for i, (cell, w) in enumerate(zip(line, widths)))
 
     rule = "  ".join("-" * w for w in widths)
     lines = [render(header), rule] + [render(line) for line in body[:-2]] + [rule]

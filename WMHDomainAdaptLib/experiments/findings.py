@@ -74,7 +74,7 @@ def depth_grows_with_scans(summary: Summary) -> Finding:
     if len(best) < 2:
         return Finding(title, UNKNOWN, "needs at least two values of N")
     ks = [k for _, k in best]
-    monotone = all(a <= b for a, b in zip(ks, ks[1:], strict=False))
+    monotone = all(a <= b for a, b in zip(ks, ks[1:]))
     verdict = HOLDS if monotone and ks[-1] > ks[0] else PARTLY if ks[-1] > ks[0] else FAILS
     margins = []
     for n, k in best:

@@ -35,12 +35,12 @@ def plot_dice_vs_scans(summary: Summary, path: Path) -> Path:
     if source is not None:
         axes.axhline(source, color="grey", linestyle=":", label=f"source model ({source:.2f})")
     scratch = [summary.scratch(n) for n in counts]
-    pairs = [(n, c) for n, c in zip(counts, scratch, strict=True) if c is not None]
+    pairs = [(n, c) for n, c in zip(counts, scratch) if c is not None]
     if pairs:
         _errorbar(axes, [c for _, c in pairs], [n for n, _ in pairs], label="from scratch", color="C1")
     best = [summary.best(n) for n in counts]
     _errorbar(axes, best, counts, label="fine-tuned (best K)", color="C0")
-    for n, cell in zip(counts, best, strict=True):
+    for n, cell in zip(counts, best):
         axes.annotate(f"K={cell.tune_layers}", (n, cell.dice), textcoords="offset points", xytext=(4, 6),
                       fontsize=8, color="C0")
     axes.set_xscale("log")

@@ -139,7 +139,7 @@ def execute(space: Workspace, spec: RunSpec, cancel: CancelToken | None) -> None
     train_s = time.monotonic() - began
     case_rows = evaluate_cases(trained.network, trained.threshold, space.tests[spec.test_set],
                                space.device, cancel, trained.threshold_for)
-    key = dict(zip(KEY_COLUMNS, spec.key, strict=True))
+    key = dict(zip(KEY_COLUMNS, spec.key))
     row = {**key, "seed": spec.seed, "test_set": spec.test_set, "n_test": len(case_rows),
            "scans": ";".join(space.pool[i].case_id for i in spec.scan_indices),
            "threshold": trained.threshold, "val_dice": trained.val_dice, "best_epoch": trained.best_epoch,

@@ -82,9 +82,9 @@ def csf_flow_map(anatomy: Anatomy, count: int, rng: np.random.Generator) -> np.n
         strength = rng.uniform(*CSF_FLOW_INFLOW)
         half = int(np.ceil(2.5 * radii.max()))
         low, high = np.maximum(centre - half, 0), np.minimum(centre + half + 1, shape)
-        axes = [(np.arange(a, b) - c) / r for a, b, c, r in zip(low, high, centre, radii, strict=True)]
+        axes = [(np.arange(a, b) - c) / r for a, b, c, r in zip(low, high, centre, radii)]
         distance2 = axes[0][:, None, None] ** 2 + axes[1][None, :, None] ** 2 + axes[2][None, None, :] ** 2
-        box = tuple(slice(a, b) for a, b in zip(low, high, strict=True))
+        box = tuple(slice(a, b) for a, b in zip(low, high))
         inflow[box] += strength * np.exp(-distance2).astype(np.float32)
     return np.clip(inflow, 0.0, 1.0)
 

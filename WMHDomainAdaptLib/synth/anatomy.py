@@ -66,7 +66,7 @@ def deformation(template: Template, grid: Grid, rng: np.random.Generator,
                 atrophy_mm: float) -> tuple[np.ndarray, dict]:
     """Template positions (3, z, y, x) float32 for every voxel of the subject grid."""
     coarse = tuple(coarse_size(n, COARSE_STEP) for n in grid.shape)
-    axes = [np.arange(c) * COARSE_STEP + s for c, s in zip(coarse, grid.start, strict=True)]
+    axes = [np.arange(c) * COARSE_STEP + s for c, s in zip(coarse, grid.start)]
     points = np.stack(np.meshgrid(*axes, indexing="ij")).reshape(3, -1).astype(float)
     box_low, box_high, centre = template.brain_low, template.brain_high, template.brain_centre
     matrix, shift, info = _affine_part(rng)
@@ -78,7 +78,7 @@ def deformation(template: Template, grid: Grid, rng: np.random.Generator,
     info["atrophy_mm"] = round(float(atrophy_mm), 3)
     source = source.reshape((3, *coarse)).astype(np.float32)
     matrices = tuple(linear_upsample_matrix(c, COARSE_STEP, n)
-                     for c, n in zip(coarse, grid.shape, strict=True))
+                     for c, n in zip(coarse, grid.shape))
     return np.stack([apply_separable(component, matrices) for component in source]), info
 
 

@@ -87,5 +87,5 @@ def smooth_noise(shape: tuple[int, ...], sigma: float, rng: np.random.Generator)
     field /= np.float32((4 * np.pi * (sigma / step) ** 2) ** (-len(shape) / 4))
     if step == 1:
         return field
-    matrices = tuple(linear_upsample_matrix(c, step, n) for c, n in zip(coarse, shape, strict=True))
+    matrices = tuple(linear_upsample_matrix(c, step, n) for c, n in zip(coarse, shape))
     return apply_separable(field, matrices)

@@ -82,8 +82,7 @@ def _image(array: np.ndarray, spacing: tuple[float, float, float], template: Tem
 def _axes_mm(template: Template, grid: Grid, spacing_zyx: tuple[float, float, float]):
     """Voxel centres along z, y, x in mm relative to the brain's centre (for the bias field)."""
     axes = []
-    for n, start, spacing, c in zip(grid.shape, grid.start, spacing_zyx, template.brain_centre,
-                                    strict=True):
+    for n, start, spacing, c in zip(grid.shape, grid.start, spacing_zyx, template.brain_centre):
         count = int(np.floor(n / spacing + 1e-6))
         axes.append(start - 0.5 + spacing / 2 + np.arange(count) * spacing - c)
     return tuple(axes)
@@ -92,7 +91,7 @@ def _axes_mm(template: Template, grid: Grid, spacing_zyx: tuple[float, float, fl
 def _wm_share(template: Template, grid: Grid) -> float:
     if grid.shape == template.shape:
         return 1.0
-    box = tuple(slice(s, s + n) for s, n in zip(grid.start, grid.shape, strict=True))
+    box = tuple(slice(s, s + n) for s, n in zip(grid.start, grid.shape))
     return float(template.wm[box].sum(dtype=np.float64) / template.wm.sum(dtype=np.float64))
 
 

@@ -63,7 +63,7 @@ def ventricle_distance(ventricles: np.ndarray) -> np.ndarray:
         return distance
     low = np.maximum(where.min(0) - VENTRICLE_MARGIN_MM, 0)
     high = np.minimum(where.max(0) + 1 + VENTRICLE_MARGIN_MM, ventricles.shape)
-    box = tuple(slice(a, b) for a, b in zip(low, high, strict=True))
+    box = tuple(slice(a, b) for a, b in zip(low, high))
     inner = ndi.distance_transform_edt(~ventricles[box]).astype(np.float32)
     distance[box] = np.minimum(inner, VENTRICLE_MARGIN_MM)
     return distance
@@ -122,13 +122,13 @@ def deep(anatomy: Anatomy, distance_v: np.ndarray, volume_mm3: float,
         return result, 0
     sizes = np.clip(np.exp(rng.normal(np.log(DEEP_MEDIAN_MM3), DEEP_SIGMA_LOG, count)), *DEEP_CLIP_MM3)
     shape = np.array(result.shape)
-    for size, centre in zip(sizes, centres[rng.integers(0, len(centres), count)], strict=True):
+    for size, centre in zip(sizes, centres[rng.integers(0, len(centres), count)]):
         blob = _one_deep_lesion(float(size), rng)
         half = blob.shape[0] // 2
         low, high = centre - half, centre + half + 1
         clip_low, clip_high = np.maximum(low, 0), np.minimum(high, shape)
-        target = tuple(slice(a, b) for a, b in zip(clip_low, clip_high, strict=True))
-        source = tuple(slice(a - lo, b - lo) for a, b, lo in zip(clip_low, clip_high, low, strict=True))
+        target = tuple(slice(a, b) for a, b in zip(clip_low, clip_high))
+        source = tuple(slice(a - lo, b - lo) for a, b, lo in zip(clip_low, clip_high, low))
         result[target] |= blob[source]
     return result & (anatomy.wm > 0.5), count
 
