@@ -25,12 +25,11 @@ from . import __version__
 from .errors import InputError
 from .io import atomic_write
 from .model import Architecture, WMHNet, layer_table
+from .modelheader import METADATA_KEY, MODEL_SUFFIX, file_sha256  # noqa: F401  (file_sha256: re-exported)
 from .preprocess import PreprocessConfig, input_channel_names
 from .scan_threshold import ScanThreshold
 
 FORMAT_VERSION = 1
-METADATA_KEY = "wmhda"
-MODEL_SUFFIX = ".safetensors"
 
 # Preprocessing options added after the first model files were written, with the values those
 # files were made with: a model must be preprocessed at inference exactly as it was trained.
@@ -70,14 +69,6 @@ class LoadedModel:
     def flair_of(self, image: np.ndarray) -> np.ndarray:
         """The normalized FLAIR among a preprocessed scan's own channels (`PreparedCase.image`)."""
         return image[self.preprocess_config.channels.index("flair")]
-
-
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def weights_sha256(tensors: dict[str, torch.Tensor]) -> str:

@@ -9,6 +9,7 @@ import torch
 from WMHDomainAdaptLib.errors import InputError
 from WMHDomainAdaptLib.model import WMHNet
 from WMHDomainAdaptLib.modelfile import build_metadata, load_model, read_metadata, save_model
+from WMHDomainAdaptLib.modelheader import check_weights
 from WMHDomainAdaptLib.preprocess import PreprocessConfig
 
 
@@ -131,3 +132,20 @@ def test_safetensors_file_of_another_program_is_refused(tmp_path):
     save_file({"w": torch.zeros(3)}, str(other))
     with pytest.raises(InputError, match="not a WMHDomainAdapt model"):
         load_model(other)
+
+
+def test_the_torch_free_weights_check_agrees_with_the_loader(saved, tmp_path):
+    path, _ = saved
+    assert check_weights(path) == read_metadata(path)
+    altered = tmp_path / "altered.safetensors"
+    data = bytearray(path.read_bytes())
+    data[-7] ^= 0x01  # one bit of one weight
+    altered.write_bytes(bytes(data))
+    with pytest.raises(InputError, match="altered"):
+        read_metadata(altered)
+    with pytest.raises(ValueError, match="altered.safetensors: weights do not match"):
+        check_weights(altered)
+    truncated = tmp_path / "truncated.safetensors"
+    truncated.write_bytes(path.read_bytes()[:-100])
+    with pytest.raises(ValueError, match="truncated.safetensors: not a WMHDomainAdapt model file"):
+        check_weights(truncated)

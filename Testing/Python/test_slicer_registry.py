@@ -5,12 +5,12 @@ import datetime as dt
 import pytest
 import torch
 from mrml_testing import MODULE_DIR  # noqa: F401  (puts the module's libraries on sys.path)
-from WMHDomainAdaptLogicLib.registry import METADATA_KEY, ModelRegistry, read_header_metadata
+from WMHDomainAdaptLogicLib.registry import ModelRegistry, read_header_metadata
 
 from WMHDomainAdaptLib import modelfile
-from WMHDomainAdaptLib.errors import InputError
 from WMHDomainAdaptLib.model import WMHNet
 from WMHDomainAdaptLib.modelfile import build_metadata, read_metadata, save_model
+from WMHDomainAdaptLib.modelheader import METADATA_KEY
 from WMHDomainAdaptLib.preprocess import PreprocessConfig
 
 NOW = dt.datetime(2025, 3, 4, 5, 6, 7)
@@ -71,7 +71,7 @@ def test_tampered_model_is_not_registered(tmp_path, source, adapted):
     data[-5] ^= 0xFF  # a weight byte
     adapted.write_bytes(bytes(data))
     registry = ModelRegistry(tmp_path / "user", [source])
-    with pytest.raises(InputError, match="altered"):
+    with pytest.raises(ValueError, match="altered"):
         registry.register(adapted, source)
     assert [e.path for e in registry.entries()[0]] == [source]
     assert not list((tmp_path / "user").glob("*"))

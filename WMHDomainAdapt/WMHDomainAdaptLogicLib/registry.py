@@ -1,9 +1,10 @@
 """Model registry: the shipped source model plus every adapted model in the user's model folder.
 
-Listing reads only the JSON header of each `.safetensors` file (a few kB, no torch import), so the
-model selector fills instantly even before PyTorch is installed. Full validation (weights hash,
-architecture) runs with `WMHDomainAdaptLib.modelfile.read_metadata` when a model is registered,
-and again in the worker before any use.
+Listing and registering read only the JSON header of each `.safetensors` file (a few kB, through
+`WMHDomainAdaptLib.modelheader`, no torch import), so the model selector fills instantly even
+before PyTorch is installed and the GUI process never imports torch. Registering also checks the
+weights' bytes against their recorded hash (still without torch); the worker validates the whole
+model again before any use.
 
 A new model is first written by the worker into a scratch folder; `register` then moves it into the
 user folder under a fresh name. A cancelled or failed adaptation therefore never leaves a file in
@@ -13,32 +14,12 @@ the registry, and no file, least of all the parent, is ever overwritten.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import os
 import shutil
-import struct
 from dataclasses import dataclass
 from pathlib import Path
 
-MODEL_SUFFIX = ".safetensors"
-METADATA_KEY = "wmhda"  # WMHDomainAdaptLib.modelfile.METADATA_KEY (that module imports torch)
-MAX_HEADER_BYTES = 64 * 2**20
-
-
-def read_header_metadata(path: str | Path) -> dict:
-    """The model metadata from a safetensors header, without loading weights or torch."""
-    path = Path(path)
-    try:
-        with open(path, "rb") as handle:
-            (length,) = struct.unpack("<Q", handle.read(8))
-            if not 0 < length <= MAX_HEADER_BYTES:
-                raise ValueError("header size out of range")
-            header = json.loads(handle.read(length))
-        return json.loads(header["__metadata__"][METADATA_KEY])
-    except FileNotFoundError:
-        raise ValueError(f"{path}: model file not found") from None
-    except (OSError, struct.error, ValueError, KeyError, TypeError) as error:
-        raise ValueError(f"{path.name}: not a WMHDomainAdapt model file ({error})") from None
+from WMHDomainAdaptLib.modelheader import MODEL_SUFFIX, check_weights, read_header_metadata
 
 
 @dataclass(frozen=True)
@@ -115,15 +96,13 @@ class ModelRegistry:
 
 
 def publish_model(produced: str | Path, targets) -> Path:
-    """Validate `produced` fully, then move it to the first of `targets` that does not exist yet.
+    """Check `produced`'s weights against their hash, then move it to the first free name of `targets`.
 
     The copy lands under a hidden name in the target folder first and is then hard-linked into
     place, which fails instead of replacing a file that appeared in the meantime.
     """
-    from WMHDomainAdaptLib.modelfile import read_metadata  # full validation (imports torch)
-
     produced = Path(produced)
-    read_metadata(produced)
+    check_weights(produced)
     for target in targets:
         target = Path(target)
         target.parent.mkdir(parents=True, exist_ok=True)
