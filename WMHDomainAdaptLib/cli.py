@@ -16,7 +16,7 @@ from .commands._common import apply_threads
 from .errors import Cancelled, InputError
 
 COMMAND_MODULES = ("synth", "evaluate", "train", "calibrate", "segment", "adapt", "experiment", "bench",
-                   "demo")
+                   "demo", "devices")
 
 
 def _import(name: str):

@@ -20,6 +20,24 @@ def mps_usable() -> bool:
     return bool(backend is not None and backend.is_available())
 
 
+def available_devices() -> list[dict[str, str]]:
+    """What `--device` can be here, best first: "auto", each CUDA GPU by name, MPS, the CPU.
+
+    `wmhda devices --json` prints this for the Slicer module, whose GUI process never imports torch.
+    """
+    found = [{"key": "auto", "label": "Auto (best available)"}]
+    if cuda_usable():
+        for index in range(torch.cuda.device_count()):
+            properties = torch.cuda.get_device_properties(index)
+            memory = properties.total_memory / 2**30
+            label = f"GPU {index}: {properties.name} ({memory:.0f} GiB)"
+            found.append({"key": f"cuda:{index}", "label": label})
+    if mps_usable():
+        found.append({"key": "mps", "label": "Apple GPU (MPS)"})
+    found.append({"key": "cpu", "label": "CPU"})
+    return found
+
+
 def resolve_device(name: str = "auto") -> torch.device:
     """`auto`, `cpu`, `cuda`, `cuda:N` or `mps` -> a usable torch.device, or a clear error."""
     name = (name or "auto").lower()

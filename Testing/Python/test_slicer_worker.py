@@ -1,17 +1,24 @@
 """The worker process: command lines, PROGRESS parsing, streaming, cancel, failure messages."""
 
+import json
 import os
 import sys
 import textwrap
 
 import psutil
 import pytest
+from WMHDomainAdaptLogicLib.dependencies import torch_problem
 from WMHDomainAdaptLogicLib.worker import (
+    CREATE_NEW_PROCESS_GROUP,
+    CREATE_NO_WINDOW,
     WorkerProcess,
     adapt_command,
+    check_device,
     failure_message,
     library_parent,
+    parse_devices,
     parse_progress_line,
+    popen_options,
     segment_command,
     worker_environment,
 )
@@ -42,7 +49,7 @@ def test_commands_run_the_library_module_with_progress_lines_and_the_chosen_devi
     adapt = adapt_command("PythonSlicer", tmp_path / "m.safetensors", tmp_path / "manifest.csv",
                           tmp_path / "new.safetensors", 4, "cuda")
     assert adapt[adapt.index("--tune-layers") + 1] == "4" and adapt[adapt.index("--device") + 1] == "cuda"
-    with pytest.raises(ValueError, match="device must be one of"):
+    with pytest.raises(ValueError, match="device must be auto, cpu, cuda, cuda:N or mps"):
         adapt_command("PythonSlicer", "m", "c", "o", "auto", "gpu")
     with pytest.raises(ValueError, match="tuned layers"):
         adapt_command("PythonSlicer", "m", "c", "o", 0, "cpu")
@@ -65,7 +72,9 @@ def test_worker_streams_stdout_and_stderr_lines_and_the_exit_code():
     assert lines == ["PROGRESS task=a done=1 total=2 percent=50.0", "boom"] == worker.log
 
 
-def test_cancel_kills_the_whole_process_tree():
+@pytest.mark.parametrize("use_psutil", [True, False], ids=["psutil", "without-psutil"])
+def test_cancel_kills_the_whole_process_tree(use_psutil):
+    """Stock Slicer has no psutil: the process-group kill must reach the grandchild too."""
     script = textwrap.dedent("""
         import subprocess, sys, time
         child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
@@ -77,12 +86,46 @@ def test_cancel_kills_the_whole_process_tree():
     while not lines:
         lines += worker.drain()
     grandchild = int(lines[0])
-    worker.cancel()
+    worker.cancel(use_psutil=use_psutil)
     assert worker.wait(timeout=10) != 0 and worker.cancelled
     assert (not psutil.pid_exists(grandchild)
             or psutil.Process(grandchild).status() == psutil.STATUS_ZOMBIE)
     message = failure_message(worker.returncode, worker.log, worker.cancelled)
     assert message == "Cancelled; nothing was changed."
+
+
+def test_windows_workers_start_in_their_own_group_without_a_console_window():
+    flags = popen_options("nt")["creationflags"]
+    assert flags & CREATE_NO_WINDOW and flags & CREATE_NEW_PROCESS_GROUP
+    assert popen_options("posix") == {"start_new_session": True}
+
+
+@pytest.mark.parametrize("device", ["auto", "cpu", "cuda", "cuda:1", "mps"])
+def test_every_device_the_library_takes_is_accepted_for_the_worker(device):
+    assert check_device(device) == device
+
+
+@pytest.mark.parametrize("device", ["gpu", "cuda:", "cuda:x", "", "CPU "])
+def test_devices_the_library_refuses_are_refused_before_the_worker_starts(device):
+    with pytest.raises(ValueError, match="cuda:N"):
+        check_device(device)
+
+
+def test_the_device_list_comes_from_the_workers_json_line_and_falls_back_to_the_cpu():
+    line = json.dumps([{"key": "auto", "label": "Auto"}, {"key": "cuda:0", "label": "GPU 0: H200"},
+                       {"key": "cpu", "label": "CPU"}])
+    assert parse_devices(["torch warming up", line]) == [("auto", "Auto"), ("cuda:0", "GPU 0: H200"),
+                                                        ("cpu", "CPU")]
+    assert parse_devices(["Traceback ...", "[not json"]) == [("cpu", "CPU")]
+
+
+@pytest.mark.parametrize("installed,ok", [("2.1.0", True), ("2.13.0+cpu", True), ("2.1.0a0", True),
+                                          ("2.0.1+cu118", False), ("1.13.1", False)])
+def test_an_installed_torch_older_than_the_module_needs_is_reported_with_the_fix(installed, ok):
+    problem = torch_problem(installed)
+    assert (problem is None) == ok
+    if not ok:
+        assert installed in problem and "pip_install" in problem
 
 
 @pytest.mark.parametrize("code,log,expected", [

@@ -56,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=help_text)
         sub.add_argument("--model", required=True, type=Path, help="model file (.safetensors)")
         sub.add_argument("--cases", required=True, type=Path, help="manifest CSV or folder of cases")
-        sub.add_argument("--device", default="auto", choices=("auto", "cuda", "cpu"))
+        sub.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
         sub.add_argument("--python", default=None,
                          help="interpreter for the worker (default: PythonSlicer, else this one)")
     segment = commands.choices["segment"]
@@ -187,7 +187,7 @@ def main(argv: list[str] | None = None, scene=None) -> int:
         return run_segment(args, scene, python)
     except WorkerFailed as error:
         print(f"wmh_batch {args.command}: error: {error}", file=sys.stderr)
-        return EXIT_CANCELLED if "Cancelled" in str(error) else EXIT_SOME_FAILED
+        return EXIT_CANCELLED if error.cancelled else EXIT_SOME_FAILED
     except (ValueError, OSError) as error:
         print(f"wmh_batch {args.command}: error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -11,6 +11,7 @@ Nothing here imports qt; the same class runs in CI with the test interpreter as 
 from __future__ import annotations
 
 import ast
+import json
 import os
 import queue
 import re
@@ -25,7 +26,8 @@ from pathlib import Path
 
 from WMHDomainAdaptLib.progress import ProgressEvent
 
-DEVICES = ("auto", "cuda", "cpu")
+DEVICE_PATTERN = re.compile(r"auto|cpu|cuda|cuda:\d+|mps")  # what the library's --device takes
+CREATE_NEW_PROCESS_GROUP, CREATE_NO_WINDOW = 0x00000200, 0x08000000  # Windows process creation flags
 _FIELD = re.compile(r"""(\w+)=('(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*"|\S+)""")
 _OUT_OF_MEMORY = re.compile(r"out of memory|OutOfMemoryError|CUBLAS_STATUS_ALLOC_FAILED", re.IGNORECASE)
 
@@ -59,9 +61,35 @@ def worker_environment(device: str = "auto", base: dict | None = None) -> dict:
 
 
 def check_device(device: str) -> str:
-    if device not in DEVICES:
-        raise ValueError(f"device must be one of {', '.join(DEVICES)}, got '{device}'")
+    if not DEVICE_PATTERN.fullmatch(device or ""):
+        raise ValueError(f"device must be auto, cpu, cuda, cuda:N or mps, got '{device}'")
     return device
+
+
+def popen_options(os_name: str = os.name) -> dict:
+    """How the child starts: its own process group (so cancel reaches all of it), no console window.
+
+    On Windows a console program started from a GUI opens a console window unless told not to;
+    CREATE_NO_WINDOW is what Slicer's own `launchConsoleProcess` achieves with STARTUPINFO.
+    """
+    if os_name == "nt":
+        return {"creationflags": CREATE_NEW_PROCESS_GROUP | CREATE_NO_WINDOW}
+    return {"start_new_session": True}
+
+
+def devices_command(python: str) -> list[str]:
+    return library_command(python, "devices", "--json")
+
+
+def parse_devices(log: Sequence[str]) -> list[tuple[str, str]]:
+    """(key, label) pairs from `wmhda devices --json` output; CPU alone if it printed none."""
+    for line in reversed(log):
+        if line.startswith("["):
+            try:
+                return [(str(entry["key"]), str(entry["label"])) for entry in json.loads(line)]
+            except (ValueError, KeyError, TypeError):
+                break
+    return [("cpu", "CPU")]
 
 
 def library_command(python: str, *args: str) -> list[str]:
@@ -102,16 +130,20 @@ def parse_progress_line(line: str) -> ProgressEvent | None:
     return ProgressEvent(task, done, total, float(eta) if eta is not None else None, figures, message)
 
 
-def kill_process_tree(pid: int) -> None:
+def kill_process_tree(pid: int, use_psutil: bool = True) -> None:
     """Kill a process and all its descendants.
 
     Only the descendants are waited for here: the root is our own `Popen` child, and reaping it
-    through psutil would make `Popen` report exit code 0 for a killed worker.
+    through psutil would make `Popen` report exit code 0 for a killed worker. Stock Slicer bundles
+    no psutil, so the fallback (the worker's process group, or taskkill /T on Windows) is the path
+    most users get; `use_psutil=False` lets the tests take it too.
     """
-    try:
-        import psutil
-    except ImportError:
-        psutil = None
+    psutil = None
+    if use_psutil:
+        try:
+            import psutil
+        except ImportError:
+            psutil = None
     if psutil is not None:
         try:
             parent = psutil.Process(pid)
@@ -141,11 +173,9 @@ class WorkerProcess:
         self.log: list[str] = []
         self.cancelled = False
         self._lines: queue.Queue[str] = queue.Queue()
-        options = ({"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP} if os.name == "nt"
-                   else {"start_new_session": True})
         self.process = subprocess.Popen(self.command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                         stdin=subprocess.DEVNULL, text=True, bufsize=1, env=env,
-                                        cwd=cwd, errors="replace", **options)
+                                        cwd=cwd, errors="replace", **popen_options())
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
 
@@ -174,10 +204,10 @@ class WorkerProcess:
     def returncode(self) -> int | None:
         return self.process.returncode
 
-    def cancel(self) -> None:
+    def cancel(self, use_psutil: bool = True) -> None:
         self.cancelled = True
         if self.process.poll() is None:
-            kill_process_tree(self.process.pid)
+            kill_process_tree(self.process.pid, use_psutil)
             self.process.wait()
 
     def wait(self, on_line: Callable[[str], None] | None = None, poll_seconds: float = 0.05,
