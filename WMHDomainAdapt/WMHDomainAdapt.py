@@ -43,23 +43,18 @@ _addLibraryPaths()
 
 from WMHDomainAdaptLogicLib import dependencies  # noqa: E402
 from WMHDomainAdaptLogicLib.adaptation_set import AdaptationSet, add_case_from_nodes  # noqa: E402
+from WMHDomainAdaptLogicLib.controller import DEFAULT_DEVICES, Controller, Workspace  # noqa: E402
 from WMHDomainAdaptLogicLib.operations import (  # noqa: E402
-    WorkerFailed,
     adapt_model,
-    check_worker_result,
-    finish_adapt,
-    finish_segment,
-    new_workdir,
-    prepare_adapt,
-    prepare_segment,
     segment_volumes,
     tune_layers_recommendation,
 )
 from WMHDomainAdaptLogicLib.registry import ModelRegistry  # noqa: E402
-from WMHDomainAdaptLogicLib.worker import WorkerProcess, default_python, parse_progress_line  # noqa: E402
+from WMHDomainAdaptLogicLib.segmentation import flair_of  # noqa: E402
+from WMHDomainAdaptLogicLib.worker import default_python  # noqa: E402
 
 SHIPPED_MODEL = "Models/wmh_source_synthetic.safetensors"
-DEVICES = (("auto", "Auto"), ("cuda", "GPU"), ("cpu", "CPU"))
+TERMINOLOGY = "Terminology/WMHDomainAdapt-Terminology.term.json"
 SETTINGS = "WMHDomainAdapt"
 
 
@@ -69,6 +64,19 @@ def resourcePath(relative: str) -> str:
         if (base / relative).exists():
             return str(base / relative)
     return str(MODULE_DIR / "Resources" / relative)
+
+
+def loadTerminology() -> None:
+    """Make the WMH segment's terminology known to the Segment Editor's picker (once per session)."""
+    terminologies = getattr(slicer.modules, "terminologies", None)
+    if terminologies is None:
+        return
+    names = vtk.vtkStringArray()
+    terminologies.logic().GetLoadedTerminologyNames(names)
+    from WMHDomainAdaptLogicLib.segmentation import TERMINOLOGY_CONTEXT
+
+    if TERMINOLOGY_CONTEXT not in [names.GetValue(i) for i in range(names.GetNumberOfValues())]:
+        terminologies.logic().LoadTerminologyFromFile(resourcePath(TERMINOLOGY))
 
 
 #
@@ -81,8 +89,8 @@ class WMHDomainAdapt(ScriptedLoadableModule):
         ScriptedLoadableModule.__init__(self, parent)
         self.parent.title = _("WMH Domain Adapt")
         self.parent.categories = [translate("qSlicerAbstractCoreModule", "Segmentation")]
-        self.parent.dependencies = []
-        self.parent.contributors = ["WMHDomainAdapt contributors"]
+        self.parent.dependencies = ["Terminologies"]
+        self.parent.contributors = ["WMHDomainAdapt developers (research software; see the repository)"]
         self.parent.helpText = _(
             "Segments white matter hyperintensities (WMH) on a T1 and a FLAIR scan, and adapts the "
             "network to your scanner protocol from a few scans you corrected: Segment, correct the "
@@ -94,6 +102,7 @@ class WMHDomainAdapt(ScriptedLoadableModule):
         iconPath = resourcePath("Icons/WMHDomainAdapt.png")
         if os.path.exists(iconPath):
             self.parent.icon = qt.QIcon(iconPath)
+        slicer.app.connect("startupCompleted()", loadTerminology)
 
 
 #
@@ -106,10 +115,21 @@ class WMHDomainAdaptParameterNode:
     t1Volume: vtkMRMLScalarVolumeNode
     flairVolume: vtkMRMLScalarVolumeNode
     outputSegmentation: vtkMRMLSegmentationNode
+    replaceSegmentation: bool = False
     probabilityMap: bool = False
     tuneLayers: Annotated[int, WithinRange(0, 15)] = 0  # 0 = recommended for the set's size
     modelPath: str = ""
     device: str = "auto"
+
+
+class SlicerDialogs:
+    """The controller's `Dialogs`: Slicer's message boxes."""
+
+    def confirm(self, question: str) -> bool:
+        return slicer.util.confirmYesNoDisplay(question)
+
+    def error(self, message: str, details: str = "") -> None:
+        slicer.util.errorDisplay(message, detailedText=details or None)
 
 
 #
@@ -118,18 +138,24 @@ class WMHDomainAdaptParameterNode:
 
 
 class WMHDomainAdaptWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
+    """Wires Qt to `Controller`, which decides everything; the `show_*`, `append_log` and `refresh`
+    methods are the controller's `View`."""
+
     def __init__(self, parent=None) -> None:
         ScriptedLoadableModuleWidget.__init__(self, parent)
         VTKObservationMixin.__init__(self)
         self.logic = None
+        self.controller = None
         self._parameterNode = None
         self._parameterNodeGuiTag = None
-        self._worker = None
-        self._job = None
-        self._task = None
+        self._observedSegmentation = None
         self._timer = qt.QTimer()
         self._timer.setInterval(200)
         self._timer.timeout.connect(self.onWorkerTimer)
+        self._statisticsTimer = qt.QTimer()  # recount lesions once the user pauses editing
+        self._statisticsTimer.setSingleShot(True)
+        self._statisticsTimer.setInterval(800)
+        self._statisticsTimer.timeout.connect(self.showResult)
 
     def setup(self) -> None:
         ScriptedLoadableModuleWidget.setup(self)
@@ -138,30 +164,38 @@ class WMHDomainAdaptWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui = slicer.util.childWidgetVariables(uiWidget)
         uiWidget.setMRMLScene(slicer.mrmlScene)
         self.logic = WMHDomainAdaptLogic()
-
-        for key, label in DEVICES:
-            self.ui.deviceSelector.addItem(_(label), key)
+        loadTerminology()
+        self.controller = Controller(slicer.mrmlScene, self.logic.workspace(), self, SlicerDialogs(),
+                                     ensure_dependencies=self.logic.ensureDependencies,
+                                     keep_files=lambda: self.ui.keepFilesCheckBox.checked)
+        self.fillDevices(DEFAULT_DEVICES)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
-        self.ui.segmentButton.connect("clicked(bool)", self.onSegmentButton)
-        self.ui.adaptButton.connect("clicked(bool)", self.onAdaptButton)
-        self.ui.addCaseButton.connect("clicked(bool)", self.onAddCase)
+        self.ui.segmentButton.connect("clicked(bool)", lambda: self.controller.press_segment())
+        self.ui.adaptButton.connect("clicked(bool)", lambda: self.controller.press_adapt())
+        self.ui.addCaseButton.connect("clicked(bool)", lambda: self.controller.add_case())
         self.ui.removeCaseButton.connect("clicked(bool)", self.onRemoveCases)
-        self.ui.clearSetButton.connect("clicked(bool)", self.onClearSet)
+        self.ui.clearSetButton.connect("clicked(bool)", lambda: self.controller.clear_set())
+        self.ui.openEditorButton.connect("clicked(bool)", self.onOpenEditor)
+        self.ui.showTableButton.connect("clicked(bool)", self.onShowTable)
+        self.ui.exportTableButton.connect("clicked(bool)", self.onExportTable)
+        self.ui.detectDevicesButton.connect("clicked(bool)", self.onDetectDevices)
         self.ui.refreshModelsButton.connect("clicked(bool)", self.refreshModels)
         self.ui.modelSelector.connect("currentIndexChanged(int)", self.onModelChanged)
         self.ui.deviceSelector.connect("currentIndexChanged(int)", self.onDeviceChanged)
+        self.ui.outputSegmentationSelector.connect("currentNodeChanged(vtkMRMLNode*)",
+                                                   self.observeSegmentation)
         self.ui.openModelFolderButton.connect("clicked(bool)",
                                               lambda: self.openFolder(self.logic.modelFolder()))
         self.ui.openSetFolderButton.connect("clicked(bool)", lambda: self.openFolder(self.logic.setFolder()))
-        self.initializeParameterNode()
         self.refreshModels()
-        self.refreshAdaptationSet()
+        self.initializeParameterNode()
 
     def cleanup(self) -> None:
-        if self._worker is not None:
-            self._worker.cancel()
+        if self.controller is not None:
+            self.controller.cleanup()
         self._timer.stop()
+        self._statisticsTimer.stop()
         self.removeObservers()
 
     def enter(self) -> None:
@@ -171,9 +205,10 @@ class WMHDomainAdaptWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if self._parameterNode:
             self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
             self._parameterNodeGuiTag = None
-            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.updateButtons)
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.refresh)
 
     def onSceneStartClose(self, caller, event) -> None:
+        self.controller.scene_about_to_close()  # cancels a running worker, drops its result
         self.setParameterNode(None)
 
     def onSceneEndClose(self, caller, event) -> None:
@@ -186,30 +221,52 @@ class WMHDomainAdaptWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def setParameterNode(self, parameterNode) -> None:
         if self._parameterNode:
             self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
-            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.updateButtons)
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.refresh)
         self._parameterNode = parameterNode
         if self._parameterNode:
             self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
-            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.updateButtons)
+            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.refresh)
             index = self.ui.deviceSelector.findData(self._parameterNode.device)
             self.ui.deviceSelector.setCurrentIndex(max(index, 0))
-            self.updateButtons()
+        self.controller.set_parameters(self._parameterNode)
 
-    # State of the buttons
+    # The controller's View
 
-    def updateButtons(self, caller=None, event=None) -> None:
-        node = self._parameterNode
-        running = self._worker is not None
-        ready = bool(node and node.t1Volume and node.flairVolume and node.modelPath)
-        self.ui.segmentButton.text = _("Cancel") if self._task == "segment" else _("Segment")
-        self.ui.segmentButton.enabled = (ready and not running) or self._task == "segment"
-        self.ui.segmentButton.toolTip = "" if ready else _("Select a T1, a FLAIR and a model.")
-        self.ui.adaptButton.text = _("Cancel") if self._task == "adapt" else _("Adapt model")
-        self.ui.adaptButton.enabled = (bool(node and node.modelPath) and not running) or self._task == "adapt"
-        self.ui.addCaseButton.enabled = bool(node and node.t1Volume and node.flairVolume
-                                             and node.outputSegmentation) and not running
+    def show_status(self, text: str) -> None:
+        self.ui.statusLabel.text = text
 
-    # Models
+    def show_progress(self, percent) -> None:
+        if percent is None:
+            self.ui.progressBar.setRange(0, 0)  # busy until the first PROGRESS line
+            return
+        self.ui.progressBar.setRange(0, 100)
+        self.ui.progressBar.value = percent
+
+    def append_log(self, line: str) -> None:
+        self.ui.logTextEdit.appendPlainText(line)
+        logging.info(line)
+
+    def show_new_model(self, path) -> None:
+        self.refreshModels()
+
+    def refresh(self, caller=None, event=None) -> None:
+        buttons = self.controller.buttons()
+        for widget, button in ((self.ui.segmentButton, buttons.segment), (self.ui.adaptButton, buttons.adapt),
+                               (self.ui.addCaseButton, buttons.add_case),
+                               (self.ui.removeCaseButton, buttons.remove_cases),
+                               (self.ui.clearSetButton, buttons.clear_set),
+                               (self.ui.openEditorButton, buttons.open_editor)):
+            widget.enabled, widget.text, widget.toolTip = button.enabled, button.text, button.why
+        if self.controller.running_task and not self._timer.isActive():
+            self._timer.start()
+        self.refreshAdaptationSet()
+        self.showResult()
+
+    def showResult(self) -> None:
+        self.ui.resultLabel.text = self.controller.result_text()
+        self.ui.provenanceLabel.text = self.controller.provenance_text()
+
+    # Models and devices
 
     def refreshModels(self) -> None:
         entries, problems = self.logic.registry().entries()
@@ -222,7 +279,7 @@ class WMHDomainAdaptWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             selector.setItemData(selector.count - 1, entry.tooltip, qt.Qt.ToolTipRole)
         selector.blockSignals(wasBlocked)
         for problem in problems:
-            self.appendLog(_("Skipped model file: {problem}").format(problem=problem))
+            self.append_log(_("Skipped model file: {problem}").format(problem=problem))
         if not entries:
             self.ui.statusLabel.text = _("No model found. Reinstall the extension or check {folder}.").format(
                 folder=self.logic.modelFolder())
@@ -230,171 +287,93 @@ class WMHDomainAdaptWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         selector.setCurrentIndex(index if index >= 0 else 0)
         self.onModelChanged()
 
-    def selectModel(self, path) -> None:
-        self.refreshModels()
-        index = self.ui.modelSelector.findData(str(path))
-        if index >= 0:
-            self.ui.modelSelector.setCurrentIndex(index)
-
     def onModelChanged(self, index=None) -> None:
-        if self._parameterNode:
-            self._parameterNode.modelPath = self.ui.modelSelector.currentData or ""
+        self.controller.choose_model(self.ui.modelSelector.currentData or "")
         self.ui.modelSelector.toolTip = self.ui.modelSelector.itemData(
             self.ui.modelSelector.currentIndex, qt.Qt.ToolTipRole) or ""
 
-    def onDeviceChanged(self, index=None) -> None:
-        if self._parameterNode:
-            self._parameterNode.device = self.ui.deviceSelector.currentData or "auto"
+    def fillDevices(self, devices) -> None:
+        current = self.ui.deviceSelector.currentData or (self._parameterNode.device if self._parameterNode
+                                                         else "auto")
+        wasBlocked = self.ui.deviceSelector.blockSignals(True)
+        self.ui.deviceSelector.clear()
+        for key, label in devices:
+            self.ui.deviceSelector.addItem(label, key)
+        self.ui.deviceSelector.blockSignals(wasBlocked)
+        self.ui.deviceSelector.setCurrentIndex(max(self.ui.deviceSelector.findData(current), 0))
+        self.onDeviceChanged()
 
-    # Adaptation set
+    def onDetectDevices(self) -> None:
+        with slicer.util.tryWithErrorDisplay(_("Could not list the devices."), waitCursor=True):
+            self.fillDevices(self.controller.detect_devices())
+
+    def onDeviceChanged(self, index=None) -> None:
+        self.controller.choose_device(self.ui.deviceSelector.currentData or "auto")
+
+    # The adaptation set
 
     def refreshAdaptationSet(self) -> None:
         cases = self.logic.adaptationSet().cases()
+        selected = {item.text() for item in self.ui.caseList.selectedItems()}
         self.ui.caseList.clear()
         for case in cases:
             item = qt.QListWidgetItem(case.case_id)
             item.setToolTip(str(case.flair.parent))
             self.ui.caseList.addItem(item)
+            item.setSelected(case.case_id in selected)
         layers, reason = tune_layers_recommendation(len(cases))
         self.ui.setSizeLabel.text = _("N = {n} case(s). Recommended: {advice}").format(
             n=len(cases), advice=reason if layers is None else _("tune the last {k} layers").format(k=layers))
         self.ui.setSizeLabel.toolTip = reason
-        self.ui.removeCaseButton.enabled = self.ui.clearSetButton.enabled = bool(cases)
-
-    def onAddCase(self) -> None:
-        node = self._parameterNode
-        with slicer.util.tryWithErrorDisplay(_("Could not add the case."), waitCursor=True):
-            case = self.logic.addToAdaptationSet(node.t1Volume, node.flairVolume, node.outputSegmentation)
-            self.appendLog(_("Added case {id} to the adaptation set.").format(id=case.case_id))
-        self.refreshAdaptationSet()
 
     def onRemoveCases(self) -> None:
-        for item in self.ui.caseList.selectedItems():
-            self.logic.adaptationSet().remove(item.text())
-        self.refreshAdaptationSet()
+        self.controller.remove_cases([item.text() for item in self.ui.caseList.selectedItems()])
 
-    def onClearSet(self) -> None:
-        if slicer.util.confirmYesNoDisplay(_("Remove all cases from the adaptation set? Their stored "
-                                             "copies are deleted; your scene is not changed.")):
-            self.logic.adaptationSet().clear()
-            self.refreshAdaptationSet()
+    # The result
+
+    def observeSegmentation(self, node=None) -> None:
+        """Recount volume and lesions after the user edits the selected segmentation."""
+        events = (slicer.vtkSegmentation.SegmentModified, slicer.vtkSegmentation.RepresentationModified)
+        if self._observedSegmentation is not None:
+            for event in events:
+                self.removeObserver(self._observedSegmentation, event, self.onSegmentationEdited)
+        self._observedSegmentation = node
+        if node is not None:
+            for event in events:
+                self.addObserver(node, event, self.onSegmentationEdited)
+        self.showResult()
+
+    def onSegmentationEdited(self, caller=None, event=None) -> None:
+        self._statisticsTimer.start()
+
+    def onOpenEditor(self) -> None:
+        node = self._parameterNode
+        segmentation = node.outputSegmentation
+        slicer.util.selectModule("SegmentEditor")
+        editor = slicer.modules.SegmentEditorWidget.editor
+        editor.setSegmentationNode(segmentation)
+        editor.setSourceVolumeNode(flair_of(segmentation) or node.flairVolume)
+
+    def onShowTable(self) -> None:
+        with slicer.util.tryWithErrorDisplay(_("Could not make the statistics table."), waitCursor=True):
+            table = self.controller.update_statistics_table()
+            slicer.app.layoutManager().setLayout(slicer.vtkMRMLLayoutNode.SlicerLayoutFourUpTableView)
+            slicer.app.applicationLogic().GetSelectionNode().SetActiveTableID(table.GetID())
+            slicer.app.applicationLogic().PropagateTableSelection()
+
+    def onExportTable(self) -> None:
+        path = qt.QFileDialog.getSaveFileName(None, _("Export WMH statistics"), "wmh_statistics.csv",
+                                              _("CSV files (*.csv)"))
+        if path:
+            with slicer.util.tryWithErrorDisplay(_("Could not export the statistics."), waitCursor=True):
+                written = self.controller.export_statistics(path)
+                self.append_log(_("Statistics written to {path}").format(path=written))
 
     # Background work
 
-    def onSegmentButton(self) -> None:
-        if self._task == "segment":
-            self.cancelWork()
-            return
-        node = self._parameterNode
-        with slicer.util.tryWithErrorDisplay(_("Segmentation could not start."), waitCursor=True):
-            if not self.logic.ensureDependencies():
-                return
-            job = self.logic.prepareSegment(node.t1Volume, node.flairVolume, node.modelPath, node.device,
-                                            node.probabilityMap)
-            self.startWork("segment", job)
-
-    def onAdaptButton(self) -> None:
-        if self._task == "adapt":
-            self.cancelWork()
-            return
-        node = self._parameterNode
-        with slicer.util.tryWithErrorDisplay(_("Adaptation could not start."), waitCursor=True):
-            if not self.logic.ensureDependencies():
-                return
-            job = self.logic.prepareAdapt(node.modelPath, node.tuneLayers or "auto", node.device)
-            self.startWork("adapt", job)
-
-    def startWork(self, task: str, job) -> None:
-        self.ui.logTextEdit.clear()
-        self.appendLog(" ".join(job.command))
-        self._worker = WorkerProcess(job.command, job.env, cwd=job.workdir)  # may raise: PythonSlicer missing
-        self._task, self._job = task, job
-        self.ui.progressBar.setRange(0, 0)  # busy until the first PROGRESS line
-        self.ui.statusLabel.text = _("Running... the application stays usable.")
-        self.ui.resultLabel.text = ""
-        self._timer.start()
-        self.updateButtons()
-
-    def cancelWork(self) -> None:
-        if self._worker is not None:
-            self._worker.cancel()  # the timer sees the exit and reports it
-
     def onWorkerTimer(self) -> None:
-        worker = self._worker
-        finished = worker.finished
-        for line in worker.drain():
-            self.showLine(line)
-        if finished:
+        if not self.controller.poll():
             self._timer.stop()
-            self.finishWork()
-
-    def showLine(self, line: str) -> None:
-        event = parse_progress_line(line)
-        if event is None:
-            self.appendLog(line)
-            return
-        self.ui.progressBar.setRange(0, 100)
-        self.ui.progressBar.value = int(100 * event.fraction)
-        figures = "  ".join(f"{key} {value:.3f}" for key, value in event.figures.items())
-        eta = _(", about {s:.0f} s left").format(s=event.eta_seconds) if event.eta_seconds else ""
-        self.ui.statusLabel.text = f"{event.task} {event.done}/{event.total}{eta}  {figures}"
-
-    def finishWork(self) -> None:
-        worker, job, task = self._worker, self._job, self._task
-        self._worker = self._job = self._task = None
-        self.ui.progressBar.setRange(0, 100)
-        try:
-            check_worker_result(worker, job.workdir)
-            if task == "segment":
-                self.showSegmentResult(self.logic.finishSegment(job, self._parameterNode.outputSegmentation,
-                                                                worker.log))
-            else:
-                path = self.logic.finishAdapt(job)
-                self.selectModel(path)
-                self.ui.statusLabel.text = _("New model saved and selected: {name}").format(name=path.name)
-            self.ui.progressBar.value = 100
-        except WorkerFailed as error:
-            self.ui.progressBar.value = 0
-            self.reportFailure(task, job, error)
-        except (ValueError, RuntimeError, OSError) as error:
-            self.ui.progressBar.value = 0
-            self.ui.statusLabel.text = str(error)
-            slicer.util.errorDisplay(str(error), detailedText="\n".join(worker.log))
-        finally:
-            self.cleanupWorkdir(job)
-            self.updateButtons()
-
-    def showSegmentResult(self, result) -> None:
-        self._parameterNode.outputSegmentation = result.segmentation_node
-        statistics = result.statistics
-        self.ui.resultLabel.text = _("WMH volume: {ml:.2f} mL in {n} lesion(s)").format(
-            ml=statistics.volume_ml, n=statistics.count)
-        self.ui.statusLabel.text = _("Done. Correct the WMH segment in the Segment Editor if needed.")
-        if result.warnings:
-            self.ui.statusLabel.text = _("Done, but: {warning}").format(warning=result.warnings[0])
-
-    def reportFailure(self, task: str, job, error: WorkerFailed) -> None:
-        self.ui.statusLabel.text = str(error)
-        self.appendLog(str(error))
-        if error.out_of_memory and self._parameterNode.device != "cpu":
-            question = _("{message}\n\nRun again on the CPU now?").format(message=error)
-            if slicer.util.confirmYesNoDisplay(question):
-                self.ui.deviceSelector.setCurrentIndex(self.ui.deviceSelector.findData("cpu"))
-                (self.onSegmentButton if task == "segment" else self.onAdaptButton)()
-            return
-        if "Cancelled" not in str(error):
-            details = " ".join(job.command) + "\n\n" + "\n".join(error.log)
-            slicer.util.errorDisplay(str(error), detailedText=details)
-
-    def cleanupWorkdir(self, job) -> None:
-        if self.ui.keepFilesCheckBox.checked:
-            self.appendLog(_("Worker files kept in {folder}").format(folder=job.workdir))
-        else:
-            shutil.rmtree(job.workdir, ignore_errors=True)
-
-    def appendLog(self, text: str) -> None:
-        self.ui.logTextEdit.appendPlainText(text)
-        logging.info(text)
 
     def openFolder(self, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
@@ -410,7 +389,7 @@ class WMHDomainAdaptLogic(ScriptedLoadableModuleLogic):
     """Usable without the widget (Python console, scripts, tests).
 
     Methods raise ValueError with a message for the user on bad input. `segment` and `adapt` block
-    until the worker ends (the widget uses the prepare/finish pair instead).
+    until the worker ends (the widget runs the same steps in the background through `Controller`).
     """
 
     def __init__(self, userFolder=None) -> None:
@@ -426,21 +405,26 @@ class WMHDomainAdaptLogic(ScriptedLoadableModuleLogic):
             self._userFolder = Path(qt.QSettings().value(f"{SETTINGS}/UserFolder", str(default)))
         return self._userFolder
 
+    def workspace(self) -> Workspace:
+        return Workspace(self.userFolder(), [Path(resourcePath(SHIPPED_MODEL))], default_python())
+
     def modelFolder(self) -> Path:
-        return self.userFolder() / "Models"
+        return self.workspace().model_folder
 
     def setFolder(self) -> Path:
-        return self.userFolder() / "AdaptationSet"
+        return self.workspace().set_folder
 
     def registry(self) -> ModelRegistry:
-        shipped = Path(resourcePath(SHIPPED_MODEL))
-        return ModelRegistry(self.modelFolder(), [shipped] if shipped.is_file() else [])
+        return self.workspace().registry()
 
     def adaptationSet(self) -> AdaptationSet:
-        return AdaptationSet(self.setFolder())
+        return self.workspace().adaptation_set()
 
     def ensureDependencies(self, askConfirmation=None) -> bool:
         """Install torch (through the PyTorch extension) and safetensors when the user acts."""
+        problem = dependencies.torch_problem()
+        if problem:
+            raise ValueError(problem)
         missing = dependencies.missing_packages()
         if not missing:
             return True
@@ -463,27 +447,17 @@ class WMHDomainAdaptLogic(ScriptedLoadableModuleLogic):
             slicer.util.pip_install("safetensors")
         return True
 
-    def prepareSegment(self, t1Volume, flairVolume, modelPath, device="auto", probabilityMap=False):
-        return prepare_segment(t1Volume, flairVolume, modelPath, default_python(), new_workdir("segment"),
-                               device, probabilityMap)
-
-    def finishSegment(self, job, outputSegmentation=None, log=()):
-        return finish_segment(slicer.mrmlScene, job, outputSegmentation, log=log)
-
-    def prepareAdapt(self, modelPath, tuneLayers="auto", device="auto", extra=()):
-        return prepare_adapt(self.adaptationSet(), modelPath, default_python(), new_workdir("adapt"),
-                             tuneLayers, device, extra)
-
-    def finishAdapt(self, job) -> Path:
-        return finish_adapt(job, self.registry())
-
     def addToAdaptationSet(self, t1Volume, flairVolume, segmentationNode):
         return add_case_from_nodes(slicer.mrmlScene, self.adaptationSet(), t1Volume, flairVolume,
                                    segmentationNode)
 
     def segment(self, t1Volume, flairVolume, modelPath, device="auto", probabilityMap=False,
                 outputSegmentation=None):
-        """Blocking Segment; returns a result with segmentation_node, probability_node, statistics."""
+        """Blocking Segment; returns a result with segmentation_node, probability_node, statistics.
+
+        Without `outputSegmentation` the result is a new segmentation; with one (of this FLAIR), its
+        WMH segment is replaced and the previous one kept, renamed.
+        """
         return segment_volumes(slicer.mrmlScene, t1Volume, flairVolume, modelPath, default_python(), device,
                                probabilityMap, outputSegmentation, on_line=logging.info)
 
@@ -507,6 +481,10 @@ class WMHDomainAdaptTest(ScriptedLoadableModuleTest):
     def runTest(self):
         self.setUp()
         self.test_SegmentAddAdapt()
+        self.setUp()
+        self.test_ControllerKeepsTheClinicansWork()
+        self.setUp()
+        self.test_TerminologyIsKnownToThePicker()
 
     def _phantom(self):
         import numpy as np
@@ -571,3 +549,79 @@ class WMHDomainAdaptTest(ScriptedLoadableModuleTest):
         self.delayDisplay("Adapted: " + newModel.name)
         shutil.rmtree(folder, ignore_errors=True)
         self.delayDisplay("Test passed")
+
+    def test_ControllerKeepsTheClinicansWork(self):
+        """The widget's controller in this Slicer's API: new result per run, replace asks and keeps
+        the previous segment, provenance, statistics, and closing the scene cancels a run."""
+        import tempfile
+        import time
+
+        from WMHDomainAdaptLogicLib.controller import Controller, State
+        from WMHDomainAdaptLogicLib.segmentation import WMH_TERMINOLOGY
+
+        class Answers:
+            def __init__(self):
+                self.questions, self.errors = [], []
+
+            def confirm(self, question):
+                self.questions.append(question)
+                return True
+
+            def error(self, message, details=""):
+                self.errors.append(message)
+
+        class Quiet:
+            def show_status(self, text): pass
+            def show_progress(self, percent): pass
+            def append_log(self, line): pass
+            def show_new_model(self, path): pass
+            def refresh(self): pass
+
+        folder = Path(tempfile.mkdtemp(prefix="wmhda-slicer-controller-"))
+        logic = WMHDomainAdaptLogic(userFolder=folder)
+        self.assertTrue(logic.ensureDependencies(askConfirmation=False))
+        model = self._tinyModel(folder)
+        t1, flair, lesion = self._phantom()
+        answers = Answers()
+        controller = Controller(slicer.mrmlScene, logic.workspace(), Quiet(), answers)
+        parameters = logic.getParameterNode()
+        parameters.t1Volume, parameters.flairVolume, parameters.device = t1, flair, "cpu"
+        controller.choose_model(str(model))
+        controller.set_parameters(parameters)
+
+        def run():
+            controller.press_segment()
+            while controller.poll():
+                slicer.app.processEvents()
+                time.sleep(0.05)
+            self.assertEqual(controller.state, State.IDLE)
+            return parameters.outputSegmentation
+
+        first, second = run(), run()
+        self.assertIsNot(first, second)
+        segment = first.GetSegmentation().GetSegment(first.GetSegmentation().GetSegmentIdBySegmentName("WMH"))
+        tag = vtk.reference("")
+        self.assertTrue(segment.GetTag(slicer.vtkSegment.GetTerminologyEntryTagName(), tag))
+        self.assertEqual(tag.get(), WMH_TERMINOLOGY)
+        self.assertEqual(first.GetAttribute("WMHDomainAdapt.model"), model.name)
+        self.assertIn("WMH volume", controller.result_text())
+        parameters.replaceSegmentation = True
+        self.assertIs(run(), second)
+        self.assertEqual(len(answers.questions), 1)
+        self.assertEqual(second.GetSegmentation().GetNumberOfSegments(), 2)
+        self.assertEqual(controller.update_statistics_table().GetNumberOfRows(), 2)
+
+        controller.press_segment()
+        controller.scene_about_to_close()
+        self.assertEqual(controller.state, State.IDLE)
+        self.assertEqual(answers.errors, [])
+        shutil.rmtree(folder, ignore_errors=True)
+        self.delayDisplay("Controller test passed")
+
+    def test_TerminologyIsKnownToThePicker(self):
+        from WMHDomainAdaptLogicLib.segmentation import TERMINOLOGY_CONTEXT
+
+        loadTerminology()
+        names = vtk.vtkStringArray()
+        slicer.modules.terminologies.logic().GetLoadedTerminologyNames(names)
+        self.assertIn(TERMINOLOGY_CONTEXT, [names.GetValue(i) for i in range(names.GetNumberOfValues())])

@@ -38,8 +38,19 @@ def test_every_parameter_bound_in_the_ui_is_a_parameter_node_field():
     fields = {s.target.id for s in node_class.body if isinstance(s, ast.AnnAssign)}
     bound = {p.findtext("string") for w in ui_widgets().values() for p in w.findall("property")
              if p.get("name") == "SlicerParameterName"}
-    assert bound == {"t1Volume", "flairVolume", "outputSegmentation", "probabilityMap", "tuneLayers"}
+    assert bound == {"t1Volume", "flairVolume", "outputSegmentation", "replaceSegmentation", "probabilityMap",
+                     "tuneLayers"}
     assert bound <= fields
+
+
+def test_the_parameter_node_has_every_field_the_controller_reads():
+    module = ast.parse(MODULE_FILE.read_text())
+    (node_class,) = [n for n in module.body
+                     if isinstance(n, ast.ClassDef) and n.name == "WMHDomainAdaptParameterNode"]
+    controller = ast.parse((REPO / "WMHDomainAdapt" / "WMHDomainAdaptLogicLib" / "controller.py").read_text())
+    (protocol,) = [n for n in controller.body if isinstance(n, ast.ClassDef) and n.name == "Parameters"]
+    wanted = {s.target.id for s in protocol.body if isinstance(s, ast.AnnAssign)}
+    assert wanted and wanted == {s.target.id for s in node_class.body if isinstance(s, ast.AnnAssign)}
 
 
 def test_cmake_installs_every_module_python_file_and_resource():
@@ -49,6 +60,7 @@ def test_cmake_installs_every_module_python_file_and_resource():
         relative = path.relative_to(module_dir).as_posix().replace("WMHDomainAdapt.py", "${MODULE_NAME}.py")
         assert relative in cmake, relative
     for resource in ("Resources/Icons/${MODULE_NAME}.png", "Resources/UI/${MODULE_NAME}.ui",
+                     "Resources/Terminology/${MODULE_NAME}-Terminology.term.json",
                      "Resources/Models/wmh_source_synthetic.safetensors"):
         assert resource in cmake
     assert "${REPOSITORY_DIR}/WMHDomainAdaptLib/*.py" in cmake  # the library beside the module
@@ -59,3 +71,9 @@ def test_extension_declares_its_pytorch_dependency_in_cmake_and_the_index_entry(
     assert re.search(r'set\(EXTENSION_DEPENDS "PyTorch"\)', (REPO / "CMakeLists.txt").read_text())
     entry = json.loads((REPO / "docs" / "ExtensionsIndex" / "WMHDomainAdapt.json").read_text())
     assert entry["build_dependencies"] == ["PyTorch"] and entry["category"] == "Segmentation"
+
+
+def test_every_screenshot_the_extension_declares_exists_in_the_repository():
+    declared = re.search(r'set\(EXTENSION_SCREENSHOTURLS "([^"]*)"\)', (REPO / "CMakeLists.txt").read_text())
+    for url in declared.group(1).split():
+        assert "/main/" in url and (REPO / url.split("/main/", 1)[1]).is_file(), url

@@ -5,9 +5,12 @@ import pytest
 import SimpleITK as sitk
 import slicer
 import slicerio
-from mrml_testing import load_volume, make_scene, oblique_image, write_ras_nrrd
+import vtk
+from mrml_testing import REPO, load_volume, make_scene, oblique_image, write_ras_nrrd
 from WMHDomainAdaptLogicLib.segmentation import (
+    TERMINOLOGY_CONTEXT,
     WMH_COLOR,
+    WMH_TERMINOLOGY,
     create_wmh_segmentation,
     fill_wmh_segmentation,
     lesion_statistics,
@@ -18,6 +21,8 @@ from WMHDomainAdaptLogicLib.segmentation import (
 from WMHDomainAdaptLogicLib.volumes import ijk_to_world
 
 from WMHDomainAdaptLib.inference import count_lesions
+
+TERMINOLOGY_FILE = REPO / "Resources" / "Terminology" / "WMHDomainAdapt-Terminology.term.json"
 
 
 @pytest.fixture
@@ -47,10 +52,26 @@ def test_wmh_segment_has_its_name_color_terminology_and_the_flair_as_reference(m
     assert segment.GetColor() == pytest.approx(WMH_COLOR)
     entry = slicer.vtkSlicerTerminologyEntry()
     terminologies = slicer.vtkSlicerTerminologiesModuleLogic()
-    assert terminologies.DeserializeTerminologyEntry(segment.GetTerminology(), entry)
+    tag = vtk.reference("")  # the tag is what Slicer 5.8 reads (GetTerminology exists from 5.10)
+    assert segment.GetTag(slicer.vtkSegment.GetTerminologyEntryTagName(), tag)
+    tag = tag.get()
+    assert tag == segment.GetTerminology() == WMH_TERMINOLOGY
+    assert terminologies.DeserializeTerminologyEntry(tag, entry)
     assert entry.GetTypeObject().GetCodeValue() == "52988006"  # SNOMED CT: Lesion
     assert entry.GetRegionObject().GetCodeMeaning() == "Cerebral white matter"
     assert node.GetNodeReference(node.GetReferenceImageGeometryReferenceRole()) is flair
+
+
+def test_the_shipped_terminology_file_holds_the_wmh_segments_entry_for_the_editors_picker():
+    terminologies = slicer.vtkSlicerTerminologiesModuleLogic()
+    context = terminologies.LoadTerminologyFromFile(str(TERMINOLOGY_FILE))
+    assert context == TERMINOLOGY_CONTEXT and WMH_TERMINOLOGY.startswith(context + "~")
+    found = slicer.vtkSlicerTerminologyEntry()
+    assert terminologies.FindTypeInTerminologyBy3dSlicerLabel(context, "white matter hyperintensity", found)
+    ours = slicer.vtkSlicerTerminologyEntry()
+    assert terminologies.DeserializeTerminologyEntry(WMH_TERMINOLOGY, ours)
+    for part in ("GetCategoryObject", "GetTypeObject"):
+        assert getattr(found, part)().GetCodeValue() == getattr(ours, part)().GetCodeValue()
 
 
 def test_mask_comes_back_voxel_for_voxel_on_the_oblique_flair_grid(mrml, flair, flair_image):

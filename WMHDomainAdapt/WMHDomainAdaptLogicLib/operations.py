@@ -11,6 +11,8 @@ the FLAIR's voxel grid and are placed exactly where the FLAIR is.
 
 from __future__ import annotations
 
+import datetime as dt
+import re
 import shutil
 import tempfile
 from collections.abc import Callable, Sequence
@@ -19,16 +21,25 @@ from pathlib import Path
 
 import SimpleITK as sitk
 
+from WMHDomainAdaptLib import __version__
 from WMHDomainAdaptLib.io import read_image, write_image
+from WMHDomainAdaptLib.modelheader import file_sha256, read_header_metadata
 
 from .adaptation_set import AdaptationSet, check_overlap
-from .registry import ModelRegistry, publish_model, read_header_metadata
+from .display import show_probability_overlay
+from .registry import ModelRegistry, publish_model
 from .segmentation import (
+    PROBABILITY_REFERENCE,
     LesionStatistics,
+    Provenance,
+    check_belongs_to,
     create_wmh_segmentation,
     fill_wmh_segmentation,
+    keep_previous_wmh,
     lesion_statistics,
     place_in_study_of,
+    read_provenance,
+    record_provenance,
 )
 from .volumes import same_grid_as_node, update_volume_on_grid_of, volume_to_image
 from .worker import (
@@ -41,13 +52,20 @@ from .worker import (
     worker_environment,
 )
 
+_THRESHOLD = re.compile(r"at threshold (\d+(?:\.\d+)?)")  # `wmhda segment`'s line per scan
+
 
 class WorkerFailed(RuntimeError):
-    """The worker ended without a result; `str()` is the message for the user."""
+    """The worker ended without a result; `str()` is the message for the user.
 
-    def __init__(self, message: str, log: Sequence[str], out_of_memory: bool, workdir: Path | None):
+    `cancelled` says the user stopped it (no error to show), `out_of_memory` that the GPU ran out.
+    """
+
+    def __init__(self, message: str, log: Sequence[str], out_of_memory: bool, workdir: Path | None,
+                 cancelled: bool = False):
         super().__init__(message)
         self.log, self.out_of_memory, self.workdir = list(log), out_of_memory, workdir
+        self.cancelled = cancelled
 
 
 def check_model(model_path: str | Path | None) -> Path:
@@ -66,8 +84,9 @@ def check_worker_result(worker: WorkerProcess, workdir: Path | None = None) -> N
     """Raise `WorkerFailed` unless the worker exited 0."""
     if worker.returncode == 0 and not worker.cancelled:
         return
+    cancelled = worker.cancelled or worker.returncode == 130
     raise WorkerFailed(failure_message(worker.returncode, worker.log, worker.cancelled), worker.log,
-                       is_out_of_memory(worker.log), workdir)
+                       is_out_of_memory(worker.log), workdir, cancelled)
 
 
 @dataclass
@@ -78,6 +97,8 @@ class SegmentJob:
     env: dict
     mask_path: Path
     probability_path: Path | None
+    model: Path
+    model_sha256: str  # taken when the run starts: what the worker read, even if the file changes later
 
 
 @dataclass
@@ -86,6 +107,7 @@ class SegmentResult:
     probability_node: object | None
     statistics: LesionStatistics
     warnings: list[str] = field(default_factory=list)  # the worker's, e.g. a spacing far from training
+    provenance: Provenance | None = None
 
 
 def prepare_segment(t1_node, flair_node, model_path, python: str, workdir: Path, device: str = "auto",
@@ -106,7 +128,15 @@ def prepare_segment(t1_node, flair_node, model_path, python: str, workdir: Path,
     mask_path = workdir / "wmh_mask.nrrd"
     probability_path = workdir / "wmh_probability.nrrd" if probability else None
     command = segment_command(python, model, t1_path, flair_path, mask_path, probability_path, device)
-    return SegmentJob(flair_node, workdir, command, worker_environment(device), mask_path, probability_path)
+    return SegmentJob(flair_node, workdir, command, worker_environment(device), mask_path, probability_path,
+                      model, file_sha256(model))
+
+
+def provenance_of(job: SegmentJob, log: Sequence[str], now: dt.datetime | None = None) -> Provenance:
+    """What made this result: the model, its hash, the threshold the worker reported, when, which library."""
+    found = [match.group(1) for match in map(_THRESHOLD.search, log) if match]
+    created = (now or dt.datetime.now()).isoformat(timespec="seconds")
+    return Provenance(job.model.name, job.model_sha256, found[-1] if found else "", created, __version__)
 
 
 def _read_on_flair_grid(path: Path, flair_node, role: str) -> sitk.Image:
@@ -118,26 +148,46 @@ def _read_on_flair_grid(path: Path, flair_node, role: str) -> sitk.Image:
 
 def finish_segment(scene, job: SegmentJob, segmentation_node=None, probability_node=None,
                    log: Sequence[str] = ()) -> SegmentResult:
-    """Put the worker's mask (and probability) into nodes on the FLAIR grid; `log` is its output."""
+    """Put the worker's mask (and probability) into nodes on the FLAIR grid; `log` is its output.
+
+    Without `segmentation_node` the result is a new segmentation. With one (the user chose to
+    replace it) it must be this FLAIR's, and its current WMH segment is kept, renamed and hidden,
+    beside the new one. The FLAIR's probability map node is reused on re-runs.
+    """
+    if job.flair_node.GetScene() is not scene:
+        raise RuntimeError(f"the FLAIR '{job.flair_node.GetName()}' is no longer in the scene; "
+                           "the result was dropped")
     mask_image = _read_on_flair_grid(job.mask_path, job.flair_node, "WMH mask")
     mask = sitk.GetArrayFromImage(mask_image)
+    provenance = provenance_of(job, log)
     if segmentation_node is None:
         segmentation_node = create_wmh_segmentation(scene, mask, job.flair_node)
     else:
+        check_belongs_to(segmentation_node, job.flair_node)
+        previous = read_provenance(segmentation_node)
+        keep_previous_wmh(segmentation_node, previous.created if previous else "before " + provenance.created)
         fill_wmh_segmentation(scene, segmentation_node, mask, job.flair_node)
         place_in_study_of(scene, segmentation_node, job.flair_node)
+    record_provenance(segmentation_node, provenance, job.flair_node)
     if job.probability_path is not None:
-        probability = sitk.GetArrayFromImage(_read_on_flair_grid(job.probability_path, job.flair_node,
-                                                                 "WMH probability"))
-        if probability_node is None:
-            name = scene.GenerateUniqueName(f"{job.flair_node.GetName()} WMH probability")
-            probability_node = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", name)
-        update_volume_on_grid_of(probability_node, probability, job.flair_node)
-        if probability_node.GetDisplayNode() is None:
-            probability_node.CreateDefaultDisplayNodes()
-        place_in_study_of(scene, probability_node, job.flair_node)
+        probability_node = _write_probability(scene, job, probability_node)
     return SegmentResult(segmentation_node, probability_node,
-                         lesion_statistics(mask, mask_image.GetSpacing()), warnings_in(log))
+                         lesion_statistics(mask, mask_image.GetSpacing()), warnings_in(log), provenance)
+
+
+def _write_probability(scene, job: SegmentJob, probability_node=None):
+    """The probability map into `probability_node`, or the FLAIR's from an earlier run, or a new node."""
+    probability = sitk.GetArrayFromImage(_read_on_flair_grid(job.probability_path, job.flair_node,
+                                                             "WMH probability"))
+    probability_node = probability_node or job.flair_node.GetNodeReference(PROBABILITY_REFERENCE)
+    if probability_node is None:
+        name = scene.GenerateUniqueName(f"{job.flair_node.GetName()} WMH probability")
+        probability_node = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", name)
+        job.flair_node.SetNodeReferenceID(PROBABILITY_REFERENCE, probability_node.GetID())
+    update_volume_on_grid_of(probability_node, probability, job.flair_node)
+    show_probability_overlay(scene, probability_node, job.flair_node)
+    place_in_study_of(scene, probability_node, job.flair_node)
+    return probability_node
 
 
 def segment_volumes(scene, t1_node, flair_node, model_path, python: str, device: str = "auto",

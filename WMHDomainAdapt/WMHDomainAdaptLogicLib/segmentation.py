@@ -1,9 +1,17 @@
 """The result segmentation: a "WMH" segment on the FLAIR grid, and its way back to a labelmap.
 
 The segment carries a DICOM/SNOMED terminology (category Morphologically Altered Structure, type
-Lesion, region Cerebral white matter) so that exported DICOM SEG and the Segment Editor name it
-properly. The segmentation's reference geometry is the FLAIR's: the Segment Editor then paints at
-FLAIR resolution, and a corrected segment exports voxel for voxel onto the FLAIR grid.
+Lesion, region Cerebral white matter) from the module's own terminology file
+(Resources/Terminology, loaded at startup), so that the Segment Editor's picker finds it and
+exported DICOM SEG names it properly. It is set as a tag, which Slicer 5.8 and 5.10 both read
+(`vtkSegment.SetTerminology` exists only from 5.10).
+
+Every result records where it came from (`Provenance`: model file and SHA-256, threshold, date,
+library version) as node attributes, and the FLAIR it was computed on as a node reference, so a
+later run can tell whose segmentation it is and never writes one patient's result into another's.
+
+The segmentation's reference geometry is the FLAIR's: the Segment Editor then paints at FLAIR
+resolution, and a corrected segment exports voxel for voxel onto the FLAIR grid.
 
 `vtkSlicerSegmentationsModuleLogic`'s import/export methods are static; their converter rules are
 registered once a segmentations logic has been given a scene (Slicer does this at startup; tests do
@@ -12,25 +20,33 @@ it in a fixture).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 import slicer
 import vtk
 from slicer.util import arrayFromVolume
 
+from WMHDomainAdaptLib.metrics import components
+
 from .volumes import update_volume_on_grid_of
 
 WMH_SEGMENT_NAME = "WMH"
 WMH_COLOR = (1.0, 0.8, 0.0)  # yellow: visible over grey FLAIR, distinct from Slicer's red default
+TERMINOLOGY_CONTEXT = "WMHDomainAdapt - White matter hyperintensities"  # Resources/Terminology/*.term.json
 WMH_TERMINOLOGY = (
-    "Segmentation category and type - 3D Slicer General Anatomy list"
+    f"{TERMINOLOGY_CONTEXT}"
     "~SCT^49755003^Morphologically Altered Structure"
     "~SCT^52988006^Lesion"
     "~^^"
     "~Anatomic codes - DICOM master list"
     "~SCT^68523003^Cerebral white matter"
     "~^^")
+
+
+FLAIR_REFERENCE = "WMHDomainAdapt.FLAIR"  # node reference: segmentation -> the FLAIR it was made on
+PROBABILITY_REFERENCE = "WMHDomainAdapt.Probability"  # node reference: FLAIR -> its probability map
+ATTRIBUTE_PREFIX = "WMHDomainAdapt."
 
 
 @dataclass(frozen=True)
@@ -41,13 +57,76 @@ class LesionStatistics:
 
 def lesion_statistics(mask: np.ndarray, spacing: tuple[float, float, float]) -> LesionStatistics:
     """Lesion volume in mL and number of 26-connected lesions of a binary (z, y, x) mask."""
-    import SimpleITK as sitk
-
     binary = (np.asarray(mask) > 0).astype(np.uint8)
     voxel_ml = float(np.prod(spacing)) / 1000.0
-    components = sitk.ConnectedComponent(sitk.GetImageFromArray(binary), True)
-    count = int(sitk.GetArrayViewFromImage(components).max()) if binary.any() else 0
+    count = components(binary)[1] if binary.any() else 0
     return LesionStatistics(volume_ml=float(binary.sum()) * voxel_ml, count=count)
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """What made a WMH segmentation; stored as `WMHDomainAdapt.*` attributes of its node."""
+
+    model: str  # file name
+    model_sha256: str
+    threshold: str  # as the worker reported it ("0.42"), or "" if it did not
+    created: str  # ISO date and time
+    library_version: str
+
+    def describe(self) -> str:
+        threshold = f", threshold {self.threshold}" if self.threshold else ""
+        return (f"{self.model} (sha256 {self.model_sha256[:12]}){threshold}, {self.created}, "
+                f"WMHDomainAdaptLib {self.library_version}")
+
+
+def record_provenance(segmentation_node, provenance: Provenance, flair_node) -> None:
+    for name, value in vars(provenance).items():
+        segmentation_node.SetAttribute(ATTRIBUTE_PREFIX + name, str(value))
+    segmentation_node.SetNodeReferenceID(FLAIR_REFERENCE, flair_node.GetID())
+
+
+def read_provenance(segmentation_node) -> Provenance | None:
+    """The recorded provenance, or None for a segmentation this module did not make."""
+    values = {field.name: segmentation_node.GetAttribute(ATTRIBUTE_PREFIX + field.name)
+              for field in fields(Provenance)}
+    if any(value is None for value in values.values()):
+        return None
+    return Provenance(**values)
+
+
+def flair_of(segmentation_node):
+    """The FLAIR node this module segmented into `segmentation_node`, or None."""
+    return segmentation_node.GetNodeReference(FLAIR_REFERENCE)
+
+
+def check_belongs_to(segmentation_node, flair_node) -> None:
+    """Refuse to write a result for `flair_node` into a segmentation made on another FLAIR."""
+    owner = flair_of(segmentation_node)
+    if owner is not None and owner is not flair_node:
+        raise ValueError(f"'{segmentation_node.GetName()}' holds the result for FLAIR '{owner.GetName()}', "
+                         f"not '{flair_node.GetName()}'; choose 'Create new segmentation' or a segmentation "
+                         f"of this FLAIR")
+
+
+def keep_previous_wmh(segmentation_node, label: str) -> str | None:
+    """Rename the current WMH segment to "WMH (previous, <label>)" and hide it; return its new name.
+
+    The next fill then creates a fresh WMH segment, and the user's earlier (maybe corrected) one
+    stays in the node, where the Segment Editor can show, compare or restore it.
+    """
+    segment_id = wmh_segment_id(segmentation_node)
+    if segment_id is None:
+        return None
+    segmentation = segmentation_node.GetSegmentation()
+    base = f"{WMH_SEGMENT_NAME} (previous, {label})"
+    name, number = base, 2
+    while segmentation.GetSegmentIdBySegmentName(name):
+        name, number = f"{base} {number}", number + 1
+    segmentation.GetSegment(segment_id).SetName(name)
+    display = segmentation_node.GetDisplayNode()
+    if display is not None:
+        display.SetSegmentVisibility(segment_id, False)
+    return name
 
 
 def _temporary_labelmap(scene, array: np.ndarray, reference_node):
@@ -70,7 +149,7 @@ def set_wmh_appearance(segment) -> None:
     segment.SetNameAutoGenerated(False)
     segment.SetColor(*WMH_COLOR)
     segment.SetColorAutoGenerated(False)
-    segment.SetTerminology(WMH_TERMINOLOGY)
+    segment.SetTag(slicer.vtkSegment.GetTerminologyEntryTagName(), WMH_TERMINOLOGY)
 
 
 def wmh_segment_id(segmentation_node, create: bool = False) -> str | None:
@@ -81,7 +160,8 @@ def wmh_segment_id(segmentation_node, create: bool = False) -> str | None:
         return segment_id
     if not create:
         return None
-    segment_id = segmentation.AddEmptySegment(WMH_SEGMENT_NAME, WMH_SEGMENT_NAME, WMH_COLOR)
+    free_id = WMH_SEGMENT_NAME if segmentation.GetSegment(WMH_SEGMENT_NAME) is None else ""
+    segment_id = segmentation.AddEmptySegment(free_id, WMH_SEGMENT_NAME, WMH_COLOR)
     set_wmh_appearance(segmentation.GetSegment(segment_id))
     return segment_id
 
