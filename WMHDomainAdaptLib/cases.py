@@ -55,7 +55,8 @@ def prepare_case(case: Case, config: PreprocessConfig, need_label: bool = False)
     label = read_label(case.label, flair, "WMH label") if case.label else None
     if need_label and label is None:
         raise InputError(case.flair, f"case '{case.case_id}' has no WMH label, but training needs one")
-    prepared = preprocess(t1, flair, config, brain_mask=mask, t1_name=str(case.t1))
+    prepared = preprocess(t1, flair, config, brain_mask=mask, t1_name=str(case.t1),
+                          flair_name=str(case.flair))
     return PreparedCase.of(case.case_id, prepared, label)
 
 

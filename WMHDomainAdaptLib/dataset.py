@@ -61,13 +61,19 @@ def case_from_folder(folder: Path) -> Case:
 
 
 def read_manifest(path: Path) -> list[Case]:
-    with open(path, newline="", encoding="utf-8-sig") as handle:  # -sig: Excel's byte-order mark
-        reader = csv.DictReader(handle)
-        missing = {"id", "t1", "flair"} - set(reader.fieldnames or [])
-        if missing:
-            raise InputError(path, f"manifest lacks column(s) {', '.join(sorted(missing))}; "
-                                   f"expected {','.join(MANIFEST_COLUMNS)}")
-        rows = list(reader)
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as handle:  # -sig: Excel's byte-order mark
+            reader = csv.DictReader(handle)
+            missing = {"id", "t1", "flair"} - set(reader.fieldnames or [])
+            if missing:
+                raise InputError(path, f"manifest lacks column(s) {', '.join(sorted(missing))}; "
+                                       f"expected {','.join(MANIFEST_COLUMNS)}")
+            rows = list(reader)
+    except UnicodeDecodeError as error:
+        raise InputError(path, f"manifest is not UTF-8 text (byte {error.start}); save it as UTF-8 "
+                               "CSV") from None
+    except csv.Error as error:
+        raise InputError(path, f"manifest is not a readable CSV ({error})") from None
     _check_rows(rows, path)
 
     def resolve(value: str | None) -> Path | None:
@@ -89,7 +95,18 @@ def _check_rows(rows: list[dict], path: Path) -> None:
             raise InputError(path, f"line {line}: empty {', '.join(empty)}")
         if row["id"] in seen:
             raise InputError(path, f"line {line}: case id {row['id']} appears twice")
+        check_case_id(row["id"], f"{path}, line {line}")
         seen.add(row["id"])
+
+
+def check_case_id(case_id: str, where: str | Path) -> str:
+    """Case ids name output files (`<id>_wmh_pred.nii.gz`): a plain file name, nothing that climbs
+    out of the output folder (`../x`) or into another one (`sub/dir`)."""
+    if (case_id in (".", "..") or case_id.startswith(".") or any(c in case_id for c in '/\\:\0')
+            or case_id != case_id.strip()):
+        raise InputError(where, f"case id {case_id!r} is not a plain file name (no /, \\, :, leading "
+                                "dot or surrounding spaces); it names the output files")
+    return case_id
 
 
 def load_cases(path: str | Path) -> list[Case]:

@@ -21,3 +21,13 @@ class InputError(ValueError):
 
 class Cancelled(RuntimeError):
     """Raised inside long work when the user asked to stop; the caller keeps the last good state."""
+
+
+class InputWarning(UserWarning):
+    """Input that runs but may give a wrong result (say a T1 covering only part of the FLAIR).
+
+    `wmhda` prints it as one line, `warning: <file>: <problem>`, which the Slicer module shows too.
+    """
+
+    def __init__(self, source: str | Path | None, problem: str):
+        super().__init__(f"{source}: {problem}" if source else problem)

@@ -13,7 +13,8 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-from dataclasses import dataclass
+import warnings
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -22,14 +23,15 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from . import __version__
-from .errors import InputError
+from .errors import InputError, InputWarning
 from .io import atomic_write
 from .model import Architecture, WMHNet, layer_table
-from .modelheader import METADATA_KEY, MODEL_SUFFIX, file_sha256  # noqa: F401  (file_sha256: re-exported)
+from .modelheader import METADATA_KEY, MODEL_SUFFIX, file_sha256, metadata_sha256  # noqa: F401  (re-exported)
 from .preprocess import PreprocessConfig, input_channel_names
 from .scan_threshold import ScanThreshold
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the metadata is hashed too (metadata_sha256)
+READABLE_VERSIONS = (1, 2)  # version 1 files load, with a warning that their metadata is unprotected
 
 # Preprocessing options added after the first model files were written, with the values those
 # files were made with: a model must be preprocessed at inference exactly as it was trained.
@@ -110,8 +112,9 @@ def save_model(path: str | Path, network: WMHNet, metadata: dict, overwrite: boo
     if path.exists() and not overwrite:
         raise InputError(path, "model file already exists; choose another name (or allow overwrite)")
     tensors = {name: value.detach().cpu().contiguous() for name, value in network.state_dict().items()}
-    metadata = {**metadata, "weights_sha256": weights_sha256(tensors)}
-    header = {METADATA_KEY: json.dumps(metadata)}
+    metadata = {**metadata, "format_version": FORMAT_VERSION, "weights_sha256": weights_sha256(tensors)}
+    metadata["metadata_sha256"] = metadata_sha256(metadata)
+    header = {METADATA_KEY: json.dumps(metadata, allow_nan=False)}
     return atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=header))
 
 
@@ -134,15 +137,57 @@ def _read(path: Path) -> tuple[dict, dict[str, torch.Tensor]]:
 
 
 def _validate(path: Path, metadata: dict, tensors: dict[str, torch.Tensor]) -> None:
+    """Refuse a file whose weights or metadata were altered, or whose fields have the wrong type
+    or range, with one line naming the file and the field."""
+    if not isinstance(metadata, dict):
+        raise InputError(path, "model metadata is not a JSON object (file corrupt)")
     version = metadata.get("format_version")
-    if version != FORMAT_VERSION:
+    if version not in READABLE_VERSIONS:
         raise InputError(path, f"model format version {version}; this library (v{__version__}) "
-                               f"reads version {FORMAT_VERSION}")
+                               f"reads versions {', '.join(map(str, READABLE_VERSIONS))}")
     for key in ("architecture", "preprocessing", "threshold", "input_channels", "weights_sha256"):
         if key not in metadata:
             raise InputError(path, f"model metadata lacks '{key}'")
     if weights_sha256(tensors) != metadata["weights_sha256"]:
         raise InputError(path, "weights do not match their recorded hash (the file was altered)")
+    if version >= 2 and metadata.get("metadata_sha256") != metadata_sha256(metadata):
+        raise InputError(path, "metadata does not match its recorded hash (the file was altered: "
+                               "threshold, channels or preprocessing may not be what it was trained with)")
+    if version == 1:
+        warnings.warn(InputWarning(path, "written before model metadata was hash-protected (format 1); "
+                                         "an edit to its threshold or preprocessing would go unseen"),
+                      stacklevel=3)
+    _check_fields(path, metadata)
+
+
+def _check_fields(path: Path, metadata: dict) -> None:
+    """Types and ranges of the fields that decide results."""
+    def bad(field: str, why: str) -> InputError:
+        return InputError(path, f"model metadata '{field}' {why}")
+
+    threshold = metadata["threshold"]
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 < threshold < 1:
+        raise bad("threshold", f"must be a number between 0 and 1, got {threshold!r}")
+    try:
+        recorded = metadata["preprocessing"]
+        config = PreprocessConfig.from_dict({**PREPROCESSING_BEFORE_IT_WAS_RECORDED, **recorded})
+        architecture = Architecture.from_dict(metadata["architecture"])
+    except (TypeError, ValueError, KeyError, AttributeError) as error:
+        raise bad("preprocessing' or 'architecture", f"is malformed ({error})") from None
+    for field in fields(PreprocessConfig):
+        value, default = getattr(config, field.name), field.default
+        wanted = (int, float) if isinstance(default, float) else type(default)
+        if isinstance(value, bool) != isinstance(default, bool) or not isinstance(value, wanted):
+            raise bad(f"preprocessing.{field.name}", f"must be a {type(default).__name__}, got {value!r}")
+    if metadata["input_channels"] != input_channel_names(config):
+        raise bad("input_channels", f"{metadata['input_channels']!r} do not follow from the preprocessing "
+                                    f"({input_channel_names(config)!r})")
+    if architecture.in_channels != len(metadata["input_channels"]):
+        raise bad("architecture.in_channels", f"is {architecture.in_channels}, but the file names "
+                                              f"{len(metadata['input_channels'])} input channels")
+    frozen, depth = metadata.get("frozen_layer_indices", []), len(layer_table(architecture))
+    if not isinstance(frozen, list) or not all(type(i) is int and 0 <= i < depth for i in frozen):
+        raise bad("frozen_layer_indices", f"must be a list of layer numbers 0 to {depth - 1}, got {frozen!r}")
     if metadata.get("scan_threshold") is not None:
         try:
             ScanThreshold.from_dict(metadata["scan_threshold"])
@@ -169,16 +214,5 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> LoadedMo
     except (TypeError, KeyError, ValueError, RuntimeError) as error:
         first_line = str(error).splitlines()[0]
         raise InputError(path, f"weights do not fit the recorded architecture ({first_line})") from None
-    if network.architecture.in_channels != len(metadata["input_channels"]):
-        raise InputError(path, f"the network takes {network.architecture.in_channels} input channels, but "
-                               f"the file names {len(metadata['input_channels'])} (metadata altered)")
     network.freeze(metadata.get("frozen_layer_indices", range(int(metadata.get("frozen_layers", 0)))))
     return LoadedModel(network.to(device).eval(), metadata, path)
-
-
-def list_models(folder: str | Path) -> list[Path]:
-    """Model files in a folder, newest first (unvalidated: call read_metadata to check one)."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        return []
-    return sorted(folder.glob(f"*{MODEL_SUFFIX}"), key=lambda p: p.stat().st_mtime, reverse=True)

@@ -36,6 +36,14 @@ def _read_header(path: Path) -> tuple[dict, int]:
         return json.loads(handle.read(length)), 8 + length
 
 
+def metadata_sha256(metadata: dict) -> str:
+    """SHA-256 of the metadata (all of it but this hash), canonical JSON: editing the threshold, the
+    channel order or a preprocessing switch in a file changes results, so it must not go unseen."""
+    canonical = json.dumps({k: v for k, v in metadata.items() if k != "metadata_sha256"},
+                           sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
 def read_header_metadata(path: str | Path) -> dict:
     """The model metadata from a safetensors header; ValueError naming the file if it is not one."""
     path = Path(path)
@@ -75,4 +83,6 @@ def check_weights(path: str | Path) -> dict:
         raise ValueError(f"{path.name}: not a WMHDomainAdapt model file ({error})") from None
     if digest.hexdigest() != metadata.get("weights_sha256"):
         raise ValueError(f"{path.name}: weights do not match their recorded hash (the file was altered)")
+    if "metadata_sha256" in metadata and metadata_sha256(metadata) != metadata["metadata_sha256"]:
+        raise ValueError(f"{path.name}: metadata does not match its recorded hash (the file was altered)")
     return metadata

@@ -6,16 +6,20 @@ records, so inference repeats exactly how the training inputs were made.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 import SimpleITK as sitk
 
 from . import n4
-from .errors import InputError
+from .errors import InputError, InputWarning
 from .io import image_like
 
 CHANNELS = ("t1", "flair")  # network input channel order
+MIN_OVERLAP = 0.5  # share of the FLAIR inside the T1 below which a pair is refused
+FULL_OVERLAP = 0.95  # ... and below which the user is warned
+NO_CONTRAST = 1e-6  # a standard deviation under this fraction of the mean: the image is constant
 
 
 @dataclass(frozen=True)
@@ -127,10 +131,18 @@ def rigid_register(t1: sitk.Image, flair: sitk.Image) -> sitk.Transform:
 
 def t1_on_flair_grid(t1: sitk.Image, flair: sitk.Image, config: PreprocessConfig,
                      t1_name: str = "T1") -> sitk.Image:
-    """Resample the T1 onto the FLAIR grid through world coordinates (or a rigid registration)."""
-    if overlap_fraction(t1, flair) < 0.5:
+    """Resample the T1 onto the FLAIR grid through world coordinates (or a rigid registration).
+
+    Under half of the FLAIR inside the T1 is refused; under FULL_OVERLAP warned about, since the
+    uncovered part gets a zero T1 (and so no brain mask, and no lesions) there."""
+    overlap = overlap_fraction(t1, flair)
+    if overlap < MIN_OVERLAP:
         raise InputError(t1_name, "T1 and FLAIR do not overlap in world space (less than half of "
                                   "the FLAIR lies inside the T1); check the headers")
+    if overlap < FULL_OVERLAP:
+        warnings.warn(InputWarning(t1_name, f"the T1 covers only {100 * overlap:.0f}% of the FLAIR; the rest "
+                                            "is not segmented (check that both are whole scans)"),
+                      stacklevel=2)
     transform = rigid_register(t1, flair) if config.register else sitk.Transform()
     return sitk.Resample(sitk.Cast(t1, sitk.sitkFloat32), flair, transform, sitk.sitkLinear, 0.0)
 
@@ -166,16 +178,30 @@ def n4_correct(image: sitk.Image, mask: np.ndarray, config: PreprocessConfig) ->
     return (array / np.exp(n4.log_bias_field(lattice, array.shape))).astype(np.float32)
 
 
-def zscore(array: np.ndarray, mask: np.ndarray, clip: float) -> np.ndarray:
-    """Zero mean, unit variance inside the brain; zero outside."""
+def zscore(array: np.ndarray, mask: np.ndarray, clip: float, name: str = "image") -> np.ndarray:
+    """Zero mean, unit variance inside the brain; zero outside.
+
+    Where float32 statistics overflow (intensities such as 1e26), they are taken again in float64,
+    so such a scan normalizes like any other. An image with no contrast inside the brain (blank,
+    constant) is refused: any mask cut from it would be noise.
+    """
     values = array[mask]
-    scale = float(values.std()) or 1.0
-    normalized = np.clip((array - float(values.mean())) / scale, -clip, clip)
+    with np.errstate(over="ignore"):  # an overflow is handled just below
+        mean, scale = float(values.mean()), float(values.std())
+    if not (np.isfinite(mean) and np.isfinite(scale)):
+        array = array.astype(np.float64)
+        values = array[mask]
+        mean, scale = float(values.mean()), float(values.std())
+    if not scale > NO_CONTRAST * max(abs(mean), 1e-30):
+        raise InputError(name, f"the image has no contrast inside the brain (intensity {mean:.4g} "
+                               "everywhere): is it blank or constant?")
+    normalized = np.clip((array - mean) / scale, -clip, clip)
     return np.where(mask, normalized, 0.0).astype(np.float32)
 
 
 def preprocess(t1: sitk.Image, flair: sitk.Image, config: PreprocessConfig,
-               brain_mask: np.ndarray | None = None, t1_name: str = "T1") -> Preprocessed:
+               brain_mask: np.ndarray | None = None, t1_name: str = "T1",
+               flair_name: str = "FLAIR") -> Preprocessed:
     """T1 + FLAIR images -> normalized 2-channel array on the FLAIR grid, with its brain mask.
 
     The neighbouring slices' channels (`config.context_slices`) are not stacked here but where
@@ -193,6 +219,8 @@ def preprocess(t1: sitk.Image, flair: sitk.Image, config: PreprocessConfig,
                   "flair": n4_correct(flair, brain_mask, config)}
     else:
         arrays = {"t1": t1_array, "flair": sitk.GetArrayFromImage(sitk.Cast(flair, sitk.sitkFloat32))}
-    image = np.stack([zscore(arrays[name], brain_mask, config.clip) for name in config.channels])
+    names = {"t1": t1_name, "flair": flair_name}
+    image = np.stack([zscore(arrays[name], brain_mask, config.clip, names[name])
+                      for name in config.channels])
     return Preprocessed(image=image, brain_mask=brain_mask, reference=flair,
                         context_slices=config.context_slices)

@@ -183,7 +183,7 @@ def test_adapt_onto_the_parent_model_is_refused(workspace, capsys):
     before = model.read_bytes()
     assert main(["adapt", "--model", str(model), "--cases", str(root / "target.csv"), "--tune-layers", "2",
                  "--out", str(model), *FAST_ADAPT]) == 2
-    assert "new file" in capsys.readouterr().err and model.read_bytes() == before
+    assert "is also an input" in capsys.readouterr().err and model.read_bytes() == before
 
 
 def test_train_refuses_to_overwrite_an_existing_model(workspace, capsys):
@@ -194,17 +194,19 @@ def test_train_refuses_to_overwrite_an_existing_model(workspace, capsys):
 
 
 @pytest.mark.parametrize("option, value, message", [
-    ("--lr-decay", "1.5", "(--lr-decay) must be in (0, 1]"),
-    ("--lesion-balance", "-0.1", "(--lesion-balance) must be in [0, 1]"),
-    ("--coarse-width", "0", "(--fine-width, --coarse-width) must be at least 1"),
-    ("--context-slices", "-1", "(--context-slices) must be 0 or more"),
+    ("--lr-decay", "1.5", "argument --lr-decay: must lie in (0, 1]"),
+    ("--lesion-balance", "-0.1", "argument --lesion-balance: must lie in [0, 1]"),
+    ("--coarse-width", "0", "argument --coarse-width: must be at least 1"),
+    ("--context-slices", "-1", "argument --context-slices: must be at least 0"),
 ])
 def test_train_refuses_a_rate_decay_lesion_balance_width_or_context_out_of_range(
         workspace, tmp_path, capsys, option, value, message):
     root, _, _ = workspace
     model = tmp_path / "new.safetensors"
-    assert main(["train", "--train", str(root / "train.csv"), "--val", str(root / "val.csv"),
-                 "--out", str(model), *FAST_TRAIN, option, value]) == 2
+    with pytest.raises(SystemExit) as refused:
+        main(["train", "--train", str(root / "train.csv"), "--val", str(root / "val.csv"),
+              "--out", str(model), *FAST_TRAIN, option, value])
+    assert refused.value.code == 2
     assert message in capsys.readouterr().err and not model.exists()
 
 

@@ -17,13 +17,12 @@ import SimpleITK as sitk
 
 from WMHDomainAdaptLib.dataset import Case, read_manifest, write_manifest
 from WMHDomainAdaptLib.io import image_like, write_image
-from WMHDomainAdaptLib.preprocess import overlap_fraction
+from WMHDomainAdaptLib.preprocess import MIN_OVERLAP, overlap_fraction
 
 from .segmentation import segment_to_flair_labelmap
 from .volumes import volume_to_image
 
 MANIFEST_NAME = "manifest.csv"
-MIN_OVERLAP = 0.5  # the library's own threshold for T1/FLAIR overlap
 
 
 def safe_case_id(name: str) -> str:

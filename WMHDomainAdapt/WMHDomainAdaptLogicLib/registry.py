@@ -69,8 +69,10 @@ class ModelRegistry:
     def entries(self) -> tuple[list[ModelEntry], list[str]]:
         """Usable models (shipped first, then adapted, newest first) and one line per unreadable file."""
         entries, problems = [], []
-        user_files = (sorted(self.user_folder.glob(f"*{MODEL_SUFFIX}"), key=lambda p: p.stat().st_mtime,
-                             reverse=True) if self.user_folder.is_dir() else [])
+        found = self.user_folder.glob(f"*{MODEL_SUFFIX}") if self.user_folder.is_dir() else []
+        # hidden names are writes in progress, or left by a killed one (WMHDomainAdaptLib.io.atomic_write)
+        user_files = sorted((p for p in found if not p.name.startswith(".")), key=lambda p: p.stat().st_mtime,
+                            reverse=True)
         for path, shipped in [(p, True) for p in self.shipped] + [(p, False) for p in user_files]:
             try:
                 entries.append(ModelEntry(path, read_header_metadata(path), shipped))

@@ -3,16 +3,67 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 
 from ..errors import InputError
 from ..progress import ProgressEvent, print_bar
 
 
+def _number(text: str, kind: type):
+    try:
+        value = kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, got '{text}'") from None
+    if kind is float and not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got '{text}'")
+    return value
+
+
+def at_least(minimum: float, kind: type = int):
+    """An argparse type: a `kind` number of at least `minimum` (say 1 for --epochs)."""
+    def parse(text: str):
+        value = _number(text, kind)
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {text}")
+        return value
+    parse.__name__ = f"{kind.__name__} >= {minimum}"
+    return parse
+
+
+def positive_float(text: str) -> float:
+    value = _number(text, float)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be above 0, got {text}")
+    return value
+
+
+def unit_interval(low_open: bool = True, high_open: bool = False):
+    """An argparse type: a number in (0, 1], [0, 1) or the like."""
+    def parse(text: str) -> float:
+        value = _number(text, float)
+        below = value <= 0 if low_open else value < 0
+        above = value >= 1 if high_open else value > 1
+        if below or above:
+            interval = f"{'(' if low_open else '['}0, 1{')' if high_open else ']'}"
+            raise argparse.ArgumentTypeError(f"must lie in {interval}, got {text}")
+        return value
+    parse.__name__ = "fraction"
+    return parse
+
+
+def patch_size(text: str) -> int:
+    """Training patches: even (the network halves and doubles the resolution) and at least 8."""
+    value = _number(text, int)
+    if value < 8 or value % 2:
+        raise argparse.ArgumentTypeError(f"must be an even number of at least 8, got {text}")
+    return value
+
+
 def add_device_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto",
                         help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps (default: auto)")
-    parser.add_argument("--threads", type=int, default=None,
+    parser.add_argument("--threads", type=at_least(1), default=None,
                         help="CPU threads for torch (default: torch's choice); 1 is much faster when "
                              "other jobs share the cores")
 

@@ -7,7 +7,16 @@ import argparse
 from ..adaptation import AdaptConfig, adapt, recommended_tune_layers
 from ..dataset import load_cases
 from ..errors import InputError
-from ._common import add_device_argument, add_progress_argument, progress_printer
+from ..modelheader import MODEL_SUFFIX
+from ..outputs import check_outputs, check_suffix
+from ._common import (
+    add_device_argument,
+    add_progress_argument,
+    at_least,
+    patch_size,
+    positive_float,
+    progress_printer,
+)
 
 NAME = "adapt"
 HELP = "adapt a model to a new protocol from a few labelled scans (freeze the first layers, tune the rest)"
@@ -29,12 +38,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="the adapted model file to write (a new file)")
     parser.add_argument("--tune-layers", default="auto",
                         help="number K of last layers to fine-tune, or auto (from the number of scans)")
-    parser.add_argument("--epochs", type=int, default=defaults.epochs)
-    parser.add_argument("--patches-per-case", type=int, default=defaults.patches_per_case)
-    parser.add_argument("--patch-size", type=int, default=defaults.patch_size)
-    parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
-    parser.add_argument("--lr", type=float, default=defaults.learning_rate)
-    parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--epochs", type=at_least(1), default=defaults.epochs)
+    parser.add_argument("--patches-per-case", type=at_least(1), default=defaults.patches_per_case)
+    parser.add_argument("--patch-size", type=patch_size, default=defaults.patch_size)
+    parser.add_argument("--batch-size", type=at_least(1), default=defaults.batch_size)
+    parser.add_argument("--lr", type=positive_float, default=defaults.learning_rate)
+    parser.add_argument("--seed", type=at_least(0), default=defaults.seed)
     parser.add_argument("--no-cache", action="store_true",
                         help="run the frozen layers at every step instead of caching their features")
     add_device_argument(parser)
@@ -42,6 +51,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    check_outputs([check_suffix(args.out, MODEL_SUFFIX)], [args.model])
     cases = load_cases(args.cases)
     tune_layers = tune_layers_value(args.tune_layers)
     if tune_layers == "auto":

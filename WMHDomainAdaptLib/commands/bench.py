@@ -27,7 +27,7 @@ from ..io import read_image, write_image
 from ..modelfile import load_model
 from ..preprocess import preprocess
 from ..training import TrainConfig, make_optimizer, train_step
-from ._common import add_device_argument
+from ._common import add_device_argument, at_least
 
 NAME = "bench"
 HELP = "print speed and memory figures for segmentation and adaptation"
@@ -38,9 +38,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, help="model file")
     parser.add_argument("--cases", help="manifest or folder; segment uses the first case, adapt the first "
                                         "--n cases (step needs none)")
-    parser.add_argument("--n", type=int, default=2, help="adapt: number of scans (default 2)")
-    parser.add_argument("--tune-layers", type=int, default=3, help="adapt: K (default 3)")
-    parser.add_argument("--repeats", type=int, default=3, help="segment: timed repeats (default 3); "
+    parser.add_argument("--n", type=at_least(1), default=2, help="adapt: number of scans (default 2)")
+    parser.add_argument("--tune-layers", type=at_least(1), default=3, help="adapt: K (default 3)")
+    parser.add_argument("--repeats", type=at_least(1), default=3, help="segment: timed repeats (default 3); "
                                                                 "step: timed steps = 10 x repeats")
     add_device_argument(parser)
 

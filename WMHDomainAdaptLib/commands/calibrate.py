@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 from ..cases import prepare_case
 from ..dataset import load_datasets
@@ -18,9 +17,11 @@ from ..devices import resolve_device
 from ..errors import InputError
 from ..inference import check_channels, predict_probability
 from ..modelfile import build_metadata, file_sha256, load_model, save_model
+from ..modelheader import MODEL_SUFFIX
+from ..outputs import check_outputs, check_suffix
 from ..progress import ProgressTracker
 from ..scan_threshold import ScanThreshold, fit_scan_threshold, scan_evidence
-from ._common import add_device_argument, add_progress_argument, progress_printer
+from ._common import add_device_argument, add_progress_argument, progress_printer, unit_interval
 
 NAME = "calibrate"
 HELP = ("fit a per-scan threshold rule (from each scan's lesion contrast) on labelled scans and "
@@ -35,7 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="labelled scans of the model's domain, none it was trained or stopped on: "
                              "manifest CSVs or folders")
     parser.add_argument("--out", required=True, help="calibrated model file to write (a new file)")
-    parser.add_argument("--core-probability", type=float, default=DEFAULTS.core_probability,
+    parser.add_argument("--core-probability", type=unit_interval(), default=DEFAULTS.core_probability,
                         help="a scan's lesion contrast is the mean FLAIR z-score of the voxels at "
                              "least this probable (default: %(default)s)")
     add_device_argument(parser)
@@ -43,7 +44,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    out = Path(args.out)
+    out = check_suffix(args.out, MODEL_SUFFIX)
+    check_outputs([out], [args.model])
     if out.exists():
         raise InputError(out, "model file already exists; choose another name")
     device = resolve_device(args.device)

@@ -24,7 +24,7 @@ from ..io import atomic_write, write_image
 from ..metrics import evaluate_arrays, summarize
 from ..modelfile import load_model
 from ..recommendation import recommended_tune_layers
-from ._common import add_device_argument, progress_printer
+from ._common import add_device_argument, at_least, progress_printer
 
 NAME = "demo"
 HELP = "run the full story on generated demo data: source model, adapt with 2 scans, adapted model"
@@ -39,9 +39,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="demo", help="output folder (default: demo)")
     parser.add_argument("--model", default=str(SHIPPED_MODEL),
                         help="source model (default: the shipped one)")
-    parser.add_argument("--adapt-scans", type=int, default=2, help="labelled target scans to adapt on")
+    parser.add_argument("--adapt-scans", type=at_least(1), default=2,
+                        help="labelled target scans to adapt on")
     parser.add_argument("--tune-layers", default="auto", help="K, or auto (default)")
-    parser.add_argument("--seed", type=int, default=7, help="seed of the demo data (default 7)")
+    parser.add_argument("--seed", type=at_least(0), default=7, help="seed of the demo data (default 7)")
     add_device_argument(parser)
 
 

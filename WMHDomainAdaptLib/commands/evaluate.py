@@ -32,6 +32,7 @@ from ..dataset import load_cases
 from ..errors import InputError
 from ..io import IMAGE_SUFFIXES, atomic_write, same_grid
 from ..metrics import evaluate_files, summarize
+from ..outputs import check_outputs, check_suffix
 from ..progress import ProgressTracker, print_bar
 
 NAME = "evaluate"
@@ -235,6 +236,8 @@ def warn_if_headers_differ(case_id: str, prediction: Path, reference: Path) -> N
 
 def run(args: argparse.Namespace) -> int:
     pairs = match_pairs(args.pred, args.ref)
+    if args.csv is not None:
+        check_outputs([check_suffix(args.csv, ".csv")], [path for _, *files in pairs for path in files])
     tracker = ProgressTracker(NAME, len(pairs), print_bar if sys.stderr.isatty() else None)
     rows = []
     for done, (case_id, prediction, reference) in enumerate(pairs, start=1):

@@ -11,8 +11,6 @@ from pathlib import Path
 
 from ..errors import InputError
 from ..experiments.config import BUILT_IN, load_config, with_source_model
-from ..experiments.report import write_report
-from ..experiments.runner import RESULTS_FILE, run_experiment
 from ._common import add_device_argument, add_progress_argument, progress_printer
 
 NAME = "experiment"
@@ -48,6 +46,14 @@ def data_root(args: argparse.Namespace, config_path: Path) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
+    try:
+        import matplotlib  # noqa: F401  (the report's figures)
+    except ImportError:
+        raise InputError("matplotlib", "`wmhda experiment` draws its figures with matplotlib, which is "
+                                       "not installed: pip install 'wmhdomainadapt[plots]'") from None
+    from ..experiments.report import write_report
+    from ..experiments.runner import RESULTS_FILE, run_experiment
+
     out = Path(args.out)
     if args.report_only:
         if not (out / RESULTS_FILE).is_file():

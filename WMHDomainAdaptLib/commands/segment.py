@@ -13,8 +13,9 @@ from ..errors import InputError
 from ..inference import segment_prepared, warn_if_far_spacing
 from ..io import write_image
 from ..modelfile import load_model
+from ..outputs import check_outputs, check_volume_suffix
 from ..progress import ProgressTracker
-from ._common import add_device_argument, add_progress_argument, progress_printer
+from ._common import add_device_argument, add_progress_argument, at_least, progress_printer
 
 NAME = "segment"
 HELP = "segment WMH on T1 + FLAIR with a model file (one case, or a folder/manifest of cases)"
@@ -30,14 +31,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cases", help="batch: manifest CSV or folder of cases")
     parser.add_argument("--out-dir", help="batch: folder for <id>_wmh_pred.nii.gz (and _prob)")
     parser.add_argument("--write-prob", action="store_true", help="batch: also write probabilities")
-    parser.add_argument("--min-lesion-mm3", type=float, default=0.0,
+    parser.add_argument("--min-lesion-mm3", type=at_least(0.0, float), default=0.0,
                         help="drop predicted lesions smaller than this volume")
     add_device_argument(parser)
     add_progress_argument(parser)
 
 
 def jobs_from_args(args: argparse.Namespace) -> list[tuple[Case, Path, Path | None]]:
-    """(case, mask path, probability path) for each case to segment."""
+    """(case, mask path, probability path) for each case to segment; outputs checked against inputs."""
+    jobs = _jobs(args)
+    outputs = [path for _, mask, prob in jobs for path in (mask, prob) if path is not None]
+    inputs = [path for case, _, _ in jobs for path in (case.t1, case.flair, case.label, case.mask)]
+    check_outputs(outputs, inputs + [Path(args.model)])
+    for path in outputs:
+        check_volume_suffix(path)
+    return jobs
+
+
+def _jobs(args: argparse.Namespace) -> list[tuple[Case, Path, Path | None]]:
     if args.cases:
         if not args.out_dir:
             raise InputError("--out-dir", "batch segmentation (--cases) needs --out-dir")
@@ -53,9 +64,9 @@ def jobs_from_args(args: argparse.Namespace) -> list[tuple[Case, Path, Path | No
 
 
 def run(args: argparse.Namespace) -> int:
+    jobs = jobs_from_args(args)
     device = resolve_device(args.device)
     model = load_model(args.model, device)
-    jobs = jobs_from_args(args)
     progress = progress_printer(args)
     tracker = ProgressTracker("cases", len(jobs), progress if len(jobs) > 1 else None)
     for index, (case, mask_path, prob_path) in enumerate(jobs):

@@ -6,6 +6,7 @@ import argparse
 
 from ..errors import InputError
 from ..progress import print_bar
+from ._common import at_least
 
 NAME = "synth"
 HELP = "generate the synthetic two-domain WMH benchmark (one domain, or the standard splits)"
@@ -13,17 +14,18 @@ HELP = "generate the synthetic two-domain WMH benchmark (one domain, or the stan
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--domain", help="source, target or mild (with --n)")
-    parser.add_argument("--n", type=int, help="number of subjects (with --domain)")
+    parser.add_argument("--n", type=at_least(1), help="number of subjects (with --domain)")
     parser.add_argument("--preset", help="tiny, demo or standard: write every split "
                                          "(source_train ... mild_test) into sub-folders")
     parser.add_argument("--sizes", default="", help="with --preset: override split sizes, e.g. "
                                                     "'source_train=10,target_test=0' or '1' for all")
     parser.add_argument("--prefix", help="with --domain: subject ids <prefix>-NNN (default: the domain "
                                          "name), so that two sets can be used together without clashing ids")
-    parser.add_argument("--seed", type=int, default=0, help="base seed (default 0); same seed, same files")
+    parser.add_argument("--seed", type=at_least(0), default=0,
+                        help="base seed (default 0); same seed, same files")
     parser.add_argument("--fov", default=None, help="field of view: full (default; tiny preset: small) "
                                                     "or small (a box about the ventricles, ~1 s/subject)")
-    parser.add_argument("--workers", type=int, default=1, help="parallel processes (default 1)")
+    parser.add_argument("--workers", type=at_least(1), default=1, help="parallel processes (default 1)")
     parser.add_argument("--out", required=True, help="output folder")
 
 

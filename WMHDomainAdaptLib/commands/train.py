@@ -12,10 +12,19 @@ from ..dataset import load_datasets
 from ..devices import resolve_device
 from ..errors import InputError
 from ..model import Architecture, WMHNet, seeded_network, with_input_channels
-from ..modelfile import build_metadata, file_sha256, load_model, save_model
+from ..modelfile import MODEL_SUFFIX, build_metadata, file_sha256, load_model, save_model
+from ..outputs import check_outputs, check_suffix
 from ..preprocess import PreprocessConfig, input_channel_names
 from ..training import TrainConfig, choose_threshold, train_network
-from ._common import add_device_argument, add_progress_argument, progress_printer
+from ._common import (
+    add_device_argument,
+    add_progress_argument,
+    at_least,
+    patch_size,
+    positive_float,
+    progress_printer,
+    unit_interval,
+)
 
 NAME = "train"
 HELP = "train the network on labelled T1 + FLAIR scans (source model, or a target model from scratch)"
@@ -29,24 +38,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="validation cases (early stopping, threshold): manifests or folders")
     parser.add_argument("--out", required=True, help="model file to write (.safetensors)")
     parser.add_argument("--domain", default="source", help="name of the training domain (recorded)")
-    parser.add_argument("--epochs", type=int, default=defaults.epochs)
-    parser.add_argument("--steps-per-epoch", type=int, default=defaults.steps_per_epoch)
-    parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
-    parser.add_argument("--patch-size", type=int, default=defaults.patch_size)
-    parser.add_argument("--lr", type=float, default=defaults.learning_rate)
-    parser.add_argument("--lr-decay", type=float, default=defaults.lr_decay,
+    parser.add_argument("--epochs", type=at_least(1), default=defaults.epochs)
+    parser.add_argument("--steps-per-epoch", type=at_least(1), default=defaults.steps_per_epoch)
+    parser.add_argument("--batch-size", type=at_least(1), default=defaults.batch_size)
+    parser.add_argument("--patch-size", type=patch_size, default=defaults.patch_size)
+    parser.add_argument("--lr", type=positive_float, default=defaults.learning_rate)
+    parser.add_argument("--lr-decay", type=unit_interval(), default=defaults.lr_decay,
                         help="learning rate factor after each epoch (default: %(default)s)")
-    parser.add_argument("--patience", type=int, default=defaults.patience)
-    parser.add_argument("--lesion-balance", type=float, default=defaults.lesion_balance,
+    parser.add_argument("--patience", type=at_least(1), default=defaults.patience)
+    parser.add_argument("--lesion-balance", type=unit_interval(low_open=False),
+                        default=defaults.lesion_balance,
                         help="share of lesion patches centred on a lesion drawn per lesion rather than "
                              "per lesion voxel, so small lesions are seen as often as large ones "
                              "(0 to 1, default: %(default)s)")
-    parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--seed", type=at_least(0), default=defaults.seed)
     architecture = Architecture()
-    parser.add_argument("--fine-width", type=int,
+    parser.add_argument("--fine-width", type=at_least(1),
                         help=f"channels of the full-resolution layers 1, 2 and 14 "
                              f"(default: {architecture.fine_width})")
-    parser.add_argument("--coarse-width", type=int,
+    parser.add_argument("--coarse-width", type=at_least(1),
                         help=f"channels of the half-resolution layers 3 to 13 "
                              f"(default: {architecture.coarse_width})")
     parser.add_argument("--init-from", metavar="MODEL",
@@ -55,7 +65,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "start at zero weight, so training begins from the model as it is")
     parser.add_argument("--no-augment", action="store_true")
     parser.add_argument("--no-n4", action="store_true", help="skip N4 bias-field correction")
-    parser.add_argument("--context-slices", type=int,
+    parser.add_argument("--context-slices", type=at_least(0),
                         help="add the T1 and FLAIR of this many slices above and below as input "
                              "channels (through-plane context; default: 0, or the --init-from model's)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing model file")
@@ -97,7 +107,8 @@ def starting_point(args: argparse.Namespace) -> tuple[WMHNet, PreprocessConfig, 
 
 
 def run(args: argparse.Namespace) -> int:
-    out = Path(args.out)
+    out = check_suffix(args.out, MODEL_SUFFIX)
+    check_outputs([out], [args.init_from])
     if out.exists() and not args.overwrite:
         raise InputError(out, "model file already exists; choose another name or pass --overwrite")
     network, preprocessing, parent_sha256 = starting_point(args)
