@@ -81,3 +81,20 @@ def test_bad_arguments_or_input_exit_2_with_a_message(source, tmp_path, capsys, 
     code = wmh_batch.main([names.get(a, a) for a in argv], scene=make_scene().scene)
     assert code == wmh_batch.EXIT_BAD_INPUT
     assert message in capsys.readouterr().err
+
+
+def test_a_cut_off_flair_in_a_batch_is_refused_by_the_librarys_check_not_read_as_zeros(source, tmp_path):
+    good = write_phantom_case(tmp_path / "cases", 3)
+    cut = write_phantom_case(tmp_path / "cases", 5, suffix=".nii")
+    data = cut.flair.read_bytes()
+    cut.flair.write_bytes(data[: len(data) // 2])  # Slicer's reader alone fills the missing half with 0
+    manifest = write_manifest([good, cut], tmp_path / "cases" / "manifest.csv")
+    out = tmp_path / "out"
+
+    code = wmh_batch.main(["segment", "--model", str(source), "--cases", str(manifest),
+                           "--out-dir", str(out), "--device", "cpu"], scene=make_scene().scene)
+
+    assert code == wmh_batch.EXIT_SOME_FAILED
+    rows = {r["id"]: r for r in csv.DictReader(open(out / "wmh_volumes.csv"))}
+    assert "cut off" in rows["phantom005"]["error"] and not (out / "phantom005_wmh_pred.nii.gz").exists()
+    assert rows["phantom003"]["error"] == ""

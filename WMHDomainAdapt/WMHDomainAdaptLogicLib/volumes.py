@@ -15,6 +15,8 @@ import SimpleITK as sitk
 import vtk
 from slicer.util import arrayFromVolume, updateVolumeFromArray
 
+from WMHDomainAdaptLib.io import read_image
+
 RAS_FROM_LPS = np.diag([-1.0, -1.0, 1.0])  # its own inverse
 ORTHONORMAL_TOLERANCE = 1e-4
 
@@ -125,8 +127,11 @@ def same_grid_as_node(image: sitk.Image, volume_node, tolerance: float = 1e-4) -
 
 
 def load_volume(scene, path, name: str | None = None, labelmap: bool = False):
-    """Read an image file through Slicer's volume storage node, as Slicer's Add Data does."""
+    """Read an image file through Slicer's volume storage node, as Slicer's Add Data does.
 
+    The file is first checked by the library's reader, which refuses what ITK would read silently
+    wrong (a cut-off NIfTI read with zeros, disagreeing qform and sform, NaN voxels)."""
+    read_image(path, name or "volume")
     node = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode" if labelmap else "vtkMRMLScalarVolumeNode",
                                    name or scene.GenerateUniqueName("volume"))
     storage = scene.AddNewNodeByClass("vtkMRMLVolumeArchetypeStorageNode")
