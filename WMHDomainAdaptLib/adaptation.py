@@ -19,15 +19,17 @@ import torch
 
 from .cases import PreparedCase, prepare_cases
 from .dataset import Case
+from .decision import best_threshold
 from .devices import resolve_device
 from .errors import Cancelled, InputError
 from .inference import brain_box, check_channels
+from .metrics import pooled_dice
 from .model import DEPTH, State, WMHNet
 from .modelfile import LoadedModel, build_metadata, file_sha256, load_model, save_model
 from .patches import PatchSampler
 from .progress import CancelToken, ProgressCallback
 from .recommendation import TUNE_LAYERS_BY_SCANS, recommended_tune_layers  # noqa: F401  (re-export)
-from .training import TrainConfig, TrainResult, best_threshold, fit, pooled_dice, seed_everything
+from .training import TrainConfig, TrainResult, fit, seed_everything
 
 VALIDATION_SLICES_PER_BATCH = 8
 

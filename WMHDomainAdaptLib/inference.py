@@ -14,10 +14,10 @@ import SimpleITK as sitk
 import torch
 
 from .cases import PreparedCase
+from .decision import decide
 from .devices import resolve_device
 from .errors import InputError
 from .io import image_like
-from .metrics import components
 from .modelfile import LoadedModel
 from .preprocess import preprocess
 from .progress import CancelToken, ProgressCallback, ProgressTracker
@@ -68,22 +68,6 @@ def predict_probability(network: torch.nn.Module, case: PreparedCase, device: to
     return np.where(case.brain_mask, probability, 0.0).astype(np.float32)
 
 
-def remove_small_lesions(mask: np.ndarray, spacing_xyz, min_volume_mm3: float) -> np.ndarray:
-    """Drop 26-connected components smaller than `min_volume_mm3`."""
-    if min_volume_mm3 <= 0 or not mask.any():
-        return mask
-    labels, _ = components(mask)
-    counts = np.bincount(labels.ravel())
-    voxel_mm3 = float(np.prod(spacing_xyz))
-    keep = counts * voxel_mm3 >= min_volume_mm3
-    keep[0] = False
-    return keep[labels]
-
-
-def count_lesions(mask: np.ndarray) -> int:
-    return components(mask)[1]
-
-
 def check_channels(model: LoadedModel, channels: int, source: str) -> None:
     expected = model.metadata["input_channels"]
     if channels != len(expected):
@@ -114,12 +98,11 @@ def segment_prepared(model: LoadedModel, case: PreparedCase, device: torch.devic
                      cancel: CancelToken | None = None) -> Segmentation:
     check_channels(model, case.input_channels, case.case_id)
     probability = predict_probability(model.network, case, device, progress=progress, cancel=cancel)
-    threshold = model.threshold_for(probability, case.image)
-    mask = remove_small_lesions(probability >= threshold, case.spacing_xyz, min_lesion_mm3)
+    decision = decide(probability, model.flair_of(case.image), model.cut, case.spacing_xyz, min_lesion_mm3)
     voxel_ml = float(np.prod(case.spacing_xyz)) / 1000.0
     return Segmentation(image_like(probability, case.reference),
-                        image_like(mask.astype(np.uint8), case.reference),
-                        float(mask.sum()) * voxel_ml, count_lesions(mask), threshold)
+                        image_like(decision.mask.astype(np.uint8), case.reference),
+                        float(decision.mask.sum()) * voxel_ml, decision.lesion_count, decision.threshold)
 
 
 def segment(model: LoadedModel, t1: sitk.Image, flair: sitk.Image, brain_mask: np.ndarray | None = None,

@@ -48,6 +48,7 @@ import SimpleITK as sitk
 
 from .errors import InputError
 from .io import read_image
+from .lesions import components
 
 METRIC_NAMES = ("dsc", "hd95", "avd", "recall", "f1")
 BOUNDARY_RADIUS_XYZ = (1, 1, 0)
@@ -65,6 +66,28 @@ def _as_image(mask: np.ndarray, spacing_xyz: tuple[float, float, float]) -> sitk
     image = sitk.GetImageFromArray(mask.astype(np.uint8, copy=False))
     image.SetSpacing(tuple(float(s) for s in spacing_xyz))
     return image
+
+
+def pooled_dice(probabilities: Iterable[np.ndarray], labels: Iterable[np.ndarray],
+                threshold: float = 0.5) -> float:
+    """Dice over all voxels of all cases together (stable with few, small lesions); label 2 ignored."""
+    overlap = total = 0
+    for probability, label in zip(probabilities, labels):
+        predicted, truth = probability >= threshold, label == 1
+        predicted &= label != 2
+        overlap += int((predicted & truth).sum())
+        total += int(predicted.sum() + truth.sum())
+    return 2.0 * overlap / total if total else 1.0
+
+
+def dice_curve(probability: np.ndarray, label: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
+    """One scan's Dice at each threshold (a sorted pass, not one mask per threshold); label 2 ignored."""
+    counted = label != 2
+    lesion = np.sort(probability[label == 1])
+    scored = np.sort(probability[counted], axis=None)
+    true_positives = len(lesion) - np.searchsorted(lesion, thresholds)
+    predicted = len(scored) - np.searchsorted(scored, thresholds)
+    return 2 * true_positives / np.maximum(predicted + len(lesion), 1)
 
 
 def dice(prediction: np.ndarray, reference: np.ndarray) -> float:
@@ -135,13 +158,6 @@ def avd(prediction: np.ndarray, reference: np.ndarray) -> float:
     if reference_count == 0:
         return math.nan
     return abs(reference_count - int(prediction.sum())) / reference_count * 100.0
-
-
-def components(mask: np.ndarray) -> tuple[np.ndarray, int]:
-    """26-connected components: (label array, number of components)."""
-    labels = sitk.ConnectedComponent(_as_image(mask, (1.0, 1.0, 1.0)), True)
-    array = sitk.GetArrayFromImage(labels)
-    return array, int(array.max())
 
 
 def _hit_count(labels: np.ndarray, other: np.ndarray) -> int:

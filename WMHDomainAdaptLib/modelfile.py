@@ -15,6 +15,7 @@ import hashlib
 import json
 import warnings
 from dataclasses import dataclass, fields
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +24,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from . import __version__
+from .decision import Cut, cut_of
 from .errors import InputError, InputWarning
 from .io import atomic_write
 from .model import Architecture, WMHNet, layer_table
@@ -51,22 +53,13 @@ class LoadedModel:
 
     @property
     def threshold(self) -> float:
-        """The fixed threshold; see `threshold_for` for the one a scan is segmented at."""
+        """The fixed threshold; `cut` is what a scan is segmented at (maybe a per-scan rule)."""
         return float(self.metadata["threshold"])
 
-    @property
-    def scan_threshold(self) -> ScanThreshold | None:
-        """The per-scan threshold rule of a calibrated model (`wmhda calibrate`), else None."""
-        rule = self.metadata.get("scan_threshold")
-        return None if rule is None else ScanThreshold.from_dict(rule)
-
-    def threshold_for(self, probability: np.ndarray, image: np.ndarray) -> float:
-        """The threshold for one scan (`image`: its normalized channels, as preprocessed): from
-        the scan's lesion contrast where the model has a rule, else the fixed one."""
-        rule = self.scan_threshold
-        if rule is None:
-            return self.threshold
-        return rule.for_scan(probability, self.flair_of(image), self.threshold)
+    @cached_property
+    def cut(self) -> Cut:
+        """How this model turns a scan's probabilities into a mask (`decision.py`), read once."""
+        return cut_of(self.metadata)
 
     def flair_of(self, image: np.ndarray) -> np.ndarray:
         """The normalized FLAIR among a preprocessed scan's own channels (`PreparedCase.image`)."""

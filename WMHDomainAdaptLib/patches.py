@@ -16,7 +16,7 @@ import numpy as np
 
 from .cases import PreparedCase
 from .errors import InputError
-from .metrics import components
+from .lesions import components
 
 
 class PatchSampler:

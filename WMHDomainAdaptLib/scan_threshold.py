@@ -19,6 +19,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from .metrics import dice_curve
+
 # Candidate thresholds of the fit; the rule's thresholds are rounded to the same step.
 THRESHOLD_GRID = np.round(np.arange(0.05, 0.951, 0.01), 2)
 INTERCEPTS = np.round(np.arange(-0.60, 0.701, 0.01), 2)
@@ -85,14 +87,12 @@ class ScanEvidence:
     min_core_voxels: int
 
 
-def scan_evidence(probability: np.ndarray, flair: np.ndarray, lesion: np.ndarray,
+def scan_evidence(probability: np.ndarray, flair: np.ndarray, label: np.ndarray,
                   core_probability: float, min_core_voxels: int) -> ScanEvidence:
-    """Reduce one scan to its evidence, so that a fit over hundreds of scans holds no volumes."""
-    lesion_probabilities = np.sort(probability[lesion])
-    all_probabilities = np.sort(probability, axis=None)
-    true_positives = len(lesion_probabilities) - np.searchsorted(lesion_probabilities, THRESHOLD_GRID)
-    predicted = len(all_probabilities) - np.searchsorted(all_probabilities, THRESHOLD_GRID)
-    dice_at = 2 * true_positives / np.maximum(predicted + len(lesion_probabilities), 1)
+    """Reduce one scan to its evidence, so that a fit over hundreds of scans holds no volumes.
+
+    `label`: 1 lesion, 2 other pathology (ignored by the Dice, as in the WMH challenge)."""
+    dice_at = dice_curve(probability, label, THRESHOLD_GRID)
     contrast = lesion_contrast(probability, flair, core_probability, min_core_voxels)
     return ScanEvidence(dice_at, contrast, core_probability, min_core_voxels)
 

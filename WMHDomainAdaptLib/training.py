@@ -18,8 +18,10 @@ import torch
 from torch.nn import functional as F
 
 from .cases import PreparedCase
+from .decision import best_threshold
 from .errors import Cancelled, InputError
 from .inference import predict_probability
+from .metrics import pooled_dice
 from .model import State, WMHNet
 from .patches import PatchSampler, augment
 from .progress import CancelToken, ProgressCallback, ProgressTracker
@@ -75,18 +77,6 @@ def masked_bce(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     weight = (labels != 2).float()
     target = (labels == 1).float()
     return F.binary_cross_entropy_with_logits(logits, target, weight=weight)
-
-
-def pooled_dice(probabilities: Iterable[np.ndarray], labels: Iterable[np.ndarray],
-                threshold: float = 0.5) -> float:
-    """Dice over all voxels of all cases together (stable with few, small lesions)."""
-    overlap = total = 0
-    for probability, label in zip(probabilities, labels):
-        predicted, truth = probability >= threshold, label == 1
-        predicted &= label != 2
-        overlap += int((predicted & truth).sum())
-        total += int(predicted.sum() + truth.sum())
-    return 2.0 * overlap / total if total else 1.0
 
 
 def make_optimizer(network: WMHNet, config: TrainConfig) -> torch.optim.Adam:
@@ -153,16 +143,6 @@ def volume_validator(network: WMHNet, cases: list[PreparedCase], device: torch.d
         probabilities = [predict_probability(network, c, device) for c in cases]
         return pooled_dice(probabilities, [c.label for c in cases])
     return validate
-
-
-THRESHOLD_CANDIDATES = np.round(np.arange(0.1, 0.91, 0.05), 2)
-
-
-def best_threshold(probabilities: list[np.ndarray], labels: list[np.ndarray]) -> tuple[float, float]:
-    """The candidate threshold maximizing pooled Dice, and that Dice."""
-    scores = [pooled_dice(probabilities, labels, t) for t in THRESHOLD_CANDIDATES]
-    best = int(np.argmax(scores))
-    return float(THRESHOLD_CANDIDATES[best]), float(scores[best])
 
 
 def choose_threshold(network: WMHNet, cases: list[PreparedCase], device: torch.device) -> tuple[float, float]:

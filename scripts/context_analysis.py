@@ -25,8 +25,9 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 from WMHDomainAdaptLib import metrics
 from WMHDomainAdaptLib.cases import prepare_cases
 from WMHDomainAdaptLib.dataset import load_datasets
+from WMHDomainAdaptLib.decision import decide
 from WMHDomainAdaptLib.inference import predict_probability
-from WMHDomainAdaptLib.metrics import components
+from WMHDomainAdaptLib.lesions import components
 from WMHDomainAdaptLib.modelfile import load_model
 from WMHDomainAdaptLib.preprocess import slices_with_context
 
@@ -74,7 +75,8 @@ def main() -> None:
         raise SystemExit("this asks whether a 2D model lacks context: give a model without --context-slices")
     cases = prepare_cases(load_datasets(args.cases), model.preprocess_config, need_label=True)
     probabilities = [predict_probability(model.network, c, torch.device("cpu")) for c in cases]
-    decisions = [p >= model.threshold for p in probabilities]
+    decisions = [decide(p, model.flair_of(c.image), model.cut, c.spacing_xyz).mask
+                 for p, c in zip(probabilities, cases)]
     errors = sum(error_split(d, c.label) for d, c in zip(decisions, cases))
     print("wrong voxels: missed at the edge of found lesions {}, in lesions missed entirely {}, "
           "added at lesions {}, in false lesions {}".format(*errors))

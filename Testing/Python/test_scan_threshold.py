@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from WMHDomainAdaptLib.metrics import dice
+from WMHDomainAdaptLib.metrics import dice, evaluate_arrays
 from WMHDomainAdaptLib.scan_threshold import (
     THRESHOLD_GRID,
     ScanEvidence,
@@ -78,3 +78,15 @@ def test_fit_refuses_scans_whose_contrast_was_measured_differently():
 def test_fit_refuses_a_fixed_threshold_off_its_grid():
     with pytest.raises(ValueError, match="outside the fitted range"):
         fit_scan_threshold(planted_evidence(0.0, 0.1, [3.0, 4.0]), fixed=0.02)
+
+
+def test_the_fits_dice_ignores_other_pathology_as_the_challenge_does():
+    """A label-2 region predicted at 0.9 must not count as a false positive (it did: 0.667, not 1)."""
+    probability = np.zeros((4, 8, 8), np.float32)
+    label = np.zeros((4, 8, 8), np.uint8)
+    probability[1, 2:4, 2:4], label[1, 2:4, 2:4] = 0.9, 1  # a found lesion
+    probability[2, 5:7, 5:7], label[2, 5:7, 5:7] = 0.9, 2  # "other pathology", also bright
+    evidence = scan_evidence(probability, np.zeros_like(probability), label, 0.95, 10)
+    column = int(np.flatnonzero(np.isclose(THRESHOLD_GRID, 0.5))[0])
+    challenge = evaluate_arrays(probability >= 0.5, label, (1.0, 1.0, 1.0))["dsc"]
+    assert evidence.dice_at[column] == pytest.approx(challenge) == pytest.approx(1.0)

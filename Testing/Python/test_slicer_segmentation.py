@@ -13,14 +13,11 @@ from WMHDomainAdaptLogicLib.segmentation import (
     WMH_TERMINOLOGY,
     create_wmh_segmentation,
     fill_wmh_segmentation,
-    lesion_statistics,
     pick_segment_id,
     segment_to_flair_labelmap,
     write_segmentation,
 )
 from WMHDomainAdaptLogicLib.volumes import ijk_to_world
-
-from WMHDomainAdaptLib.inference import count_lesions
 
 TERMINOLOGY_FILE = REPO / "Resources" / "Terminology" / "WMHDomainAdapt-Terminology.term.json"
 
@@ -141,10 +138,3 @@ def test_result_is_placed_in_the_flairs_study(mrml, flair, flair_image):
     hierarchy.CreateItem(study, flair)
     node = create_wmh_segmentation(mrml.scene, blob_mask(flair_image), flair)
     assert hierarchy.GetItemParent(hierarchy.GetItemByDataNode(node)) == study
-
-
-def test_lesion_statistics_agree_with_the_library(flair_image):
-    mask = blob_mask(flair_image)
-    statistics = lesion_statistics(mask, flair_image.GetSpacing())
-    assert statistics.count == count_lesions(mask.astype(bool)) > 1
-    assert statistics.volume_ml == pytest.approx(mask.sum() * 0.8 * 0.95 * 3.5 / 1000)

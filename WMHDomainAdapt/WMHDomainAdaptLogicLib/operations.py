@@ -23,6 +23,7 @@ import SimpleITK as sitk
 
 from WMHDomainAdaptLib import __version__
 from WMHDomainAdaptLib.io import read_image, write_image
+from WMHDomainAdaptLib.lesions import LesionStatistics, lesion_statistics
 from WMHDomainAdaptLib.modelheader import file_sha256, read_header_metadata
 
 from .adaptation_set import AdaptationSet, check_overlap
@@ -30,13 +31,11 @@ from .display import show_probability_overlay
 from .registry import ModelRegistry, publish_model
 from .segmentation import (
     PROBABILITY_REFERENCE,
-    LesionStatistics,
     Provenance,
     check_belongs_to,
     create_wmh_segmentation,
     fill_wmh_segmentation,
     keep_previous_wmh,
-    lesion_statistics,
     place_in_study_of,
     read_provenance,
     record_provenance,

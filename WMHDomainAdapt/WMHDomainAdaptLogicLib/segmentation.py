@@ -27,8 +27,6 @@ import slicer
 import vtk
 from slicer.util import arrayFromVolume
 
-from WMHDomainAdaptLib.metrics import components
-
 from .volumes import update_volume_on_grid_of
 
 WMH_SEGMENT_NAME = "WMH"
@@ -47,20 +45,6 @@ WMH_TERMINOLOGY = (
 FLAIR_REFERENCE = "WMHDomainAdapt.FLAIR"  # node reference: segmentation -> the FLAIR it was made on
 PROBABILITY_REFERENCE = "WMHDomainAdapt.Probability"  # node reference: FLAIR -> its probability map
 ATTRIBUTE_PREFIX = "WMHDomainAdapt."
-
-
-@dataclass(frozen=True)
-class LesionStatistics:
-    volume_ml: float
-    count: int
-
-
-def lesion_statistics(mask: np.ndarray, spacing: tuple[float, float, float]) -> LesionStatistics:
-    """Lesion volume in mL and number of 26-connected lesions of a binary (z, y, x) mask."""
-    binary = (np.asarray(mask) > 0).astype(np.uint8)
-    voxel_ml = float(np.prod(spacing)) / 1000.0
-    count = components(binary)[1] if binary.any() else 0
-    return LesionStatistics(volume_ml=float(binary.sum()) * voxel_ml, count=count)
 
 
 @dataclass(frozen=True)

@@ -13,10 +13,10 @@ from dataclasses import astuple, dataclass, fields
 from pathlib import Path
 
 from WMHDomainAdaptLib.io import atomic_write
+from WMHDomainAdaptLib.lesions import lesion_statistics
 
 from .segmentation import (
     flair_of,
-    lesion_statistics,
     read_provenance,
     segment_to_flair_labelmap,
     wmh_segment_id,

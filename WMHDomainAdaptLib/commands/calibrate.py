@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
         lesion = prepared.label == 1
         if lesion.any():
             probability = predict_probability(model.network, prepared, device)
-            evidence.append(scan_evidence(probability, model.flair_of(prepared.image), lesion,
+            evidence.append(scan_evidence(probability, model.flair_of(prepared.image), prepared.label,
                                           args.core_probability, DEFAULTS.min_core_voxels))
             used.append(case.case_id)
         else:

@@ -21,6 +21,7 @@ import torch
 
 from ..adaptation import AdaptConfig, fine_tune
 from ..cases import PreparedCase
+from ..decision import Cut, FixedCut
 from ..devices import resolve_device
 from ..errors import Cancelled, InputError
 from ..io import atomic_write
@@ -29,7 +30,7 @@ from ..modelfile import LoadedModel, file_sha256
 from ..progress import CancelToken, ProgressCallback, ProgressTracker
 from .config import ExperimentConfig
 from .data import load_prepared_set, resolve_dataset
-from .evaluation import CASE_METRICS, ThresholdFor, evaluate_cases, summary_figures
+from .evaluation import CASE_METRICS, evaluate_cases, summary_figures
 from .grid import FIRST_LAYERS, SCRATCH, RunSpec, build_grid
 from .source import obtain_source_model
 from .table import KEY_COLUMNS, RunTable
@@ -61,12 +62,11 @@ class Workspace:
 @dataclass
 class Trained:
     network: torch.nn.Module
-    threshold: float
+    cut: Cut  # a tuned network's chosen threshold, or the source model's own cut (maybe its rule)
     val_dice: float | None = None
     best_epoch: int | None = None
     epochs_run: int | None = None
     cached: bool | None = None
-    threshold_for: ThresholdFor | None = None  # the source model's: its per-scan rule, if it has one
 
 
 def source_model_sha256(config: ExperimentConfig, root: Path) -> str | None:
@@ -120,7 +120,7 @@ def scratch_model(source: LoadedModel, seed: int) -> LoadedModel:
 
 def train_run(space: Workspace, spec: RunSpec, cancel: CancelToken | None) -> Trained:
     if spec.n_scans == 0:
-        return Trained(space.source.network, space.source.threshold, threshold_for=space.source.threshold_for)
+        return Trained(space.source.network, space.source.cut)
     scans = [space.pool[i] for i in spec.scan_indices]
     recipe: AdaptConfig = space.config.scratch if spec.setting == SCRATCH else space.config.adapt
     recipe = dataclasses.replace(recipe, seed=spec.seed)
@@ -129,7 +129,8 @@ def train_run(space: Workspace, spec: RunSpec, cancel: CancelToken | None) -> Tr
                                                    cancel=cancel, tune_first=spec.setting == FIRST_LAYERS)
     if result.interrupted:
         raise Cancelled(f"{spec.describe()} interrupted; it reruns on the next start")
-    return Trained(network, threshold, result.best_val_dice, result.best_epoch, result.epochs_run, cached)
+    return Trained(network, FixedCut(threshold), result.best_val_dice, result.best_epoch, result.epochs_run,
+                   cached)
 
 
 def execute(space: Workspace, spec: RunSpec, cancel: CancelToken | None) -> None:
@@ -137,12 +138,12 @@ def execute(space: Workspace, spec: RunSpec, cancel: CancelToken | None) -> None
     began = time.monotonic()
     trained = train_run(space, spec, cancel)
     train_s = time.monotonic() - began
-    case_rows = evaluate_cases(trained.network, trained.threshold, space.tests[spec.test_set],
-                               space.device, cancel, trained.threshold_for)
+    case_rows = evaluate_cases(trained.network, trained.cut, space.tests[spec.test_set], space.device,
+                               space.source.flair_of, cancel)
     key = dict(zip(KEY_COLUMNS, spec.key))
     row = {**key, "seed": spec.seed, "test_set": spec.test_set, "n_test": len(case_rows),
            "scans": ";".join(space.pool[i].case_id for i in spec.scan_indices),
-           "threshold": trained.threshold, "val_dice": trained.val_dice, "best_epoch": trained.best_epoch,
+           "threshold": trained.cut.fixed, "val_dice": trained.val_dice, "best_epoch": trained.best_epoch,
            "epochs_run": trained.epochs_run, **summary_figures(case_rows), "train_s": round(train_s, 2),
            "eval_s": round(time.monotonic() - began - train_s, 2),
            "wall_s": round(time.monotonic() - began, 2), "device": str(space.device),
