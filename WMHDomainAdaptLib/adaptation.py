@@ -26,9 +26,9 @@ from .inference import brain_box, check_channels
 from .metrics import pooled_dice
 from .model import DEPTH, State, WMHNet
 from .modelfile import LoadedModel, build_metadata, file_sha256, load_model, save_model
-from .patches import PatchSampler
+from .patches import PatchSampler, flip_left_right
 from .progress import CancelToken, ProgressCallback
-from .recommendation import TUNE_LAYERS_BY_SCANS, recommended_tune_layers  # noqa: F401  (re-export)
+from .recommendation import TUNE_LAYERS_BY_SCANS, recommended_tune_layers, resolve_tune_layers  # noqa: F401
 from .training import TrainConfig, TrainResult, fit, seed_everything
 
 VALIDATION_SLICES_PER_BATCH = 8
@@ -85,8 +85,7 @@ def draw_training_patches(cases: list[PreparedCase], config: AdaptConfig, rng: n
                            slice_filter=lambda z: ~is_validation_slice(z, config.validation_every))
     count = config.patches_per_case * len(cases)
     images, labels = sampler.sample(count, rng)
-    flip = rng.random(count) < 0.5  # fixed left-right flips: augmentation that caching allows
-    images[flip], labels[flip] = images[flip, ..., ::-1], labels[flip, ..., ::-1]
+    flip_left_right(images, labels, rng)  # fixed flips: the augmentation that caching allows
     return images, labels
 
 
@@ -212,20 +211,17 @@ def fine_tune(model: LoadedModel, cases: list[PreparedCase], tune_layers: int, c
 
 
 def check_request(source: Path, out: Path | None, n_cases: int, tune_layers: int | str,
-                  overwrite: bool) -> int:
-    """Validate the request before any work; returns K."""
+                  overwrite: bool) -> tuple[int, str]:
+    """Validate the request before any work; returns K and why."""
     if n_cases < 1:
         raise InputError("--cases", "adaptation needs at least one labelled scan (N = 0)")
-    if tune_layers == "auto":
-        tune_layers = recommended_tune_layers(n_cases)[0]
-    if not isinstance(tune_layers, int) or not 1 <= tune_layers <= DEPTH:
-        raise InputError("--tune-layers", f"must be auto or 1..{DEPTH}, got {tune_layers}")
+    tune_layers, reason = resolve_tune_layers(tune_layers, n_cases)
     if out is not None:
         if out.resolve() == source.resolve():
             raise InputError(out, "the adapted model must be a new file, not the parent model")
         if out.exists() and not overwrite:
             raise InputError(out, "file already exists; choose another name")
-    return tune_layers
+    return tune_layers, reason
 
 
 def adapt(source_model_path: str | Path, cases: list[Case], out_path: str | Path | None,
@@ -236,7 +232,7 @@ def adapt(source_model_path: str | Path, cases: list[Case], out_path: str | Path
     config = config or AdaptConfig()
     source = Path(source_model_path)
     out = Path(out_path) if out_path is not None else None
-    tune_layers = check_request(source, out, len(cases), tune_layers, overwrite)
+    tune_layers, reason = check_request(source, out, len(cases), tune_layers, overwrite)
     began = time.monotonic()
     torch_device = resolve_device(device)
     model = load_model(source, torch_device)
@@ -252,7 +248,7 @@ def adapt(source_model_path: str | Path, cases: list[Case], out_path: str | Path
         "kind": "adaptation", "domain": "target", "n_cases": len(cases),
         "case_ids": [c.case_id for c in cases],
         "flair_spacing": list(prepared[0].spacing_xyz),
-        "tune_layers": tune_layers, "hyperparameters": asdict(config),
+        "tune_layers": tune_layers, "tune_layers_reason": reason, "hyperparameters": asdict(config),
         "best_val_dice": result.best_val_dice, "best_epoch": result.best_epoch,
         "epochs_run": result.epochs_run, "cached_features": cached,
         "seconds": round(time.monotonic() - began, 1), "parent": source.name,

@@ -14,7 +14,8 @@ import SimpleITK as sitk
 from .dataset import Case
 from .errors import InputError
 from .io import read_image, read_label, read_mask
-from .preprocess import PreprocessConfig, Preprocessed, context_offsets, preprocess, slices_with_context
+from .network_input import context_offsets, slices_with_context
+from .preprocess import PreprocessConfig, Preprocessed, preprocess
 from .progress import CancelToken, ProgressCallback, ProgressTracker
 
 

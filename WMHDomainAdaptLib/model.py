@@ -24,8 +24,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from .errors import InputError
+from .recommendation import DEPTH  # noqa: E402  (kept torch-free there, for the Slicer GUI)
 
-DEPTH = 15
 SKIP_SOURCE = 1  # layers[1] (the second layer) feeds the skip
 FUSION = 13      # layers[13] (the 14th) consumes it
 

@@ -29,7 +29,8 @@ from .errors import InputError, InputWarning
 from .io import atomic_write
 from .model import Architecture, WMHNet, layer_table
 from .modelheader import METADATA_KEY, MODEL_SUFFIX, file_sha256, metadata_sha256  # noqa: F401  (re-exported)
-from .preprocess import PreprocessConfig, input_channel_names
+from .network_input import input_channel_names
+from .preprocess import PreprocessConfig
 from .scan_threshold import ScanThreshold
 
 FORMAT_VERSION = 2  # 2: the metadata is hashed too (metadata_sha256)

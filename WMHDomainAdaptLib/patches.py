@@ -96,13 +96,18 @@ def _check_one_context(cases: list[PreparedCase]) -> None:
                                f"({sorted(counts)}); prepare them with one model's preprocessing")
 
 
+def flip_left_right(images: np.ndarray, labels: np.ndarray, rng: np.random.Generator) -> None:
+    """Mirror a random half of the patches (and their labels) left-right, in place."""
+    flip = rng.random(len(images)) < 0.5
+    images[flip] = images[flip, ..., ::-1]
+    labels[flip] = labels[flip, ..., ::-1]
+
+
 def augment(images: np.ndarray, labels: np.ndarray, rng: np.random.Generator
             ) -> tuple[np.ndarray, np.ndarray]:
     """Light augmentation: left-right flips and a per-patch, per-channel intensity scale and shift."""
-    flip = rng.random(len(images)) < 0.5
     images, labels = images.copy(), labels.copy()
-    images[flip] = images[flip, ..., ::-1]
-    labels[flip] = labels[flip, ..., ::-1]
+    flip_left_right(images, labels, rng)
     scale = rng.normal(1.0, 0.1, (len(images), images.shape[1], 1, 1)).astype(np.float32)
     shift = rng.normal(0.0, 0.1, (len(images), images.shape[1], 1, 1)).astype(np.float32)
     return images * scale + shift, labels

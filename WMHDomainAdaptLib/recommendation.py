@@ -26,3 +26,21 @@ def recommended_tune_layers(n_cases: int) -> tuple[int, str]:
                             f"(the best measured for {bound} in docs/results/small)")
         previous = max_scans
     raise AssertionError("unreachable")
+
+
+DEPTH = 15  # the network's weight layers (re-exported as model.DEPTH; that module imports torch)
+
+
+def resolve_tune_layers(requested: int | str, n_cases: int) -> tuple[int, str]:
+    """K for a request of "auto" or a number, with the reason: the one place "auto" is resolved."""
+    if requested == "auto":
+        return recommended_tune_layers(n_cases)
+    if isinstance(requested, str):
+        try:
+            requested = int(requested)
+        except ValueError:
+            raise InputError("--tune-layers",
+                             f"must be auto or a number 1..{DEPTH}, got '{requested}'") from None
+    if isinstance(requested, bool) or not isinstance(requested, int) or not 1 <= requested <= DEPTH:
+        raise InputError("--tune-layers", f"must be auto or 1..{DEPTH}, got {requested}")
+    return requested, f"tune the last {requested} of the {DEPTH} layers, as asked"

@@ -29,7 +29,7 @@ from WMHDomainAdaptLib.decision import decide
 from WMHDomainAdaptLib.inference import predict_probability
 from WMHDomainAdaptLib.lesions import components
 from WMHDomainAdaptLib.modelfile import load_model
-from WMHDomainAdaptLib.preprocess import slices_with_context
+from WMHDomainAdaptLib.network_input import slices_with_context
 
 
 def features(image: np.ndarray, probability: np.ndarray, with_context: bool) -> np.ndarray:

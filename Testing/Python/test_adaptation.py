@@ -8,7 +8,8 @@ from WMHDomainAdaptLib.adaptation import AdaptConfig, adapt, recommended_tune_la
 from WMHDomainAdaptLib.errors import InputError
 from WMHDomainAdaptLib.model import Architecture, WMHNet
 from WMHDomainAdaptLib.modelfile import build_metadata, file_sha256, load_model, save_model
-from WMHDomainAdaptLib.preprocess import PreprocessConfig, input_channel_names
+from WMHDomainAdaptLib.network_input import input_channel_names
+from WMHDomainAdaptLib.preprocess import PreprocessConfig
 
 CONFIG = AdaptConfig(patches_per_case=64, patch_size=32, batch_size=32, epochs=3, patience=3)
 

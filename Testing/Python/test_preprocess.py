@@ -10,12 +10,11 @@ import SimpleITK as sitk
 
 from WMHDomainAdaptLib.errors import InputError
 from WMHDomainAdaptLib.io import image_like
+from WMHDomainAdaptLib.network_input import input_channel_names, slices_with_context
 from WMHDomainAdaptLib.preprocess import (
     PreprocessConfig,
-    input_channel_names,
     n4_correct,
     preprocess,
-    slices_with_context,
     t1_on_flair_grid,
     zscore,
 )

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 
-from ..adaptation import AdaptConfig, adapt, recommended_tune_layers
+from ..adaptation import AdaptConfig, adapt
 from ..dataset import load_cases
-from ..errors import InputError
 from ..modelheader import MODEL_SUFFIX
 from ..outputs import check_outputs, check_suffix
+from ..recommendation import resolve_tune_layers
 from ._common import (
     add_device_argument,
     add_progress_argument,
@@ -20,15 +20,6 @@ from ._common import (
 
 NAME = "adapt"
 HELP = "adapt a model to a new protocol from a few labelled scans (freeze the first layers, tune the rest)"
-
-
-def tune_layers_value(text: str) -> int | str:
-    if text == "auto":
-        return text
-    try:
-        return int(text)
-    except ValueError:
-        raise InputError("--tune-layers", f"must be auto or a number 1..15, got '{text}'") from None
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -53,11 +44,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     check_outputs([check_suffix(args.out, MODEL_SUFFIX)], [args.model])
     cases = load_cases(args.cases)
-    tune_layers = tune_layers_value(args.tune_layers)
-    if tune_layers == "auto":
-        chosen, reason = recommended_tune_layers(len(cases))
+    tune_layers, reason = resolve_tune_layers(args.tune_layers, len(cases))
+    if args.tune_layers == "auto":
         print(f"--tune-layers auto: {reason}")
-        tune_layers = chosen
     config = AdaptConfig(epochs=args.epochs, patches_per_case=args.patches_per_case,
                          patch_size=args.patch_size, batch_size=args.batch_size,
                          learning_rate=args.lr, seed=args.seed)

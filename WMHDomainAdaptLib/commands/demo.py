@@ -23,7 +23,7 @@ from ..inference import segment_prepared
 from ..io import atomic_write, write_image
 from ..metrics import evaluate_arrays, summarize
 from ..modelfile import load_model
-from ..recommendation import recommended_tune_layers
+from ..recommendation import resolve_tune_layers
 from ._common import add_device_argument, at_least, progress_printer
 
 NAME = "demo"
@@ -103,10 +103,8 @@ def run(args: argparse.Namespace) -> int:
 
     from ..adaptation import adapt
     adapt_cases = load_cases(manifests["target_pool"])[: args.adapt_scans]
-    tune_layers = args.tune_layers if args.tune_layers == "auto" else int(args.tune_layers)
-    if tune_layers == "auto":
-        tune_layers, reason = recommended_tune_layers(len(adapt_cases))
-        print(f"\nAdapting with {len(adapt_cases)} labelled target scans: {reason}")
+    tune_layers, reason = resolve_tune_layers(args.tune_layers, len(adapt_cases))
+    print(f"\nAdapting with {len(adapt_cases)} labelled target scans: {reason}")
     stamp = time.strftime("%Y%m%d-%H%M%S")
     adapted_path = out / "models" / f"adapted_N{len(adapt_cases)}_K{tune_layers}_{stamp}.safetensors"
     adapted_at = time.monotonic()

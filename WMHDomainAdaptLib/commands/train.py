@@ -13,8 +13,9 @@ from ..devices import resolve_device
 from ..errors import InputError
 from ..model import Architecture, WMHNet, seeded_network, with_input_channels
 from ..modelfile import MODEL_SUFFIX, build_metadata, file_sha256, load_model, save_model
+from ..network_input import input_channel_names
 from ..outputs import check_outputs, check_suffix
-from ..preprocess import PreprocessConfig, input_channel_names
+from ..preprocess import PreprocessConfig
 from ..training import TrainConfig, choose_threshold, train_network
 from ._common import (
     add_device_argument,

@@ -15,7 +15,7 @@ import torch
 from ..errors import Cancelled
 from ..model import Architecture, seeded_network
 from ..modelfile import LoadedModel, build_metadata, load_model, save_model
-from ..preprocess import input_channel_names
+from ..network_input import input_channel_names
 from ..progress import CancelToken, ProgressCallback
 from ..training import choose_threshold, train_network
 from .config import ExperimentConfig
