@@ -1,7 +1,7 @@
 """The MICCAI 2017 WMH Segmentation Challenge metrics (Kuijf et al., IEEE TMI 2019).
 
 The definitions mirror the challenge's own evaluation script, so that our numbers can be set
-beside published ones (see /work/shared/PAPER.md):
+beside published ones (the paper's and the challenge's, docs/experiments.md):
 
 - Label 2 ("other pathology") in the reference is masked out of the prediction and ignored;
   the reference WMH is label 1 only. A prediction is binarized as the challenge does: integer

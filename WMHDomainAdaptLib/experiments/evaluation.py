@@ -2,7 +2,7 @@
 
 Each case is thresholded at the run's own chosen threshold (what a user of that model would get).
 The run's summary carries mean, median and pooled Dice: with few test cases one tiny lesion load
-can move the mean a lot (see DATA.md), and the pooled Dice is the stabler of the three.
+can move the mean a lot, and the pooled Dice is the stabler of the three.
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ from .aggregate import Cell, Summary
 from .grid import FINETUNE, FIRST_LAYERS
 
 HOLDS, FAILS, PARTLY, UNKNOWN = "holds", "does not hold", "holds partly", "cannot tell"
-LARGE_DROP = 1 / 3  # DATA.md: the source model should lose a third of its Dice or more
+LARGE_DROP = 1 / 3  # the benchmark recipe: the source model should lose a third of its Dice or more
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from .source import SOURCE_MODEL_FILE
 from .table import read_rows
 
 REPORT_FILE = "report.md"
-SMALL_TEST_SET = 20  # DATA.md: 4-8 test subjects proved too noisy
+SMALL_TEST_SET = 20  # the benchmark recipe: 4-8 test subjects proved too noisy (docs/benchmark.md)
 
 
 def _f(value: float, digits: int = 3) -> str:
