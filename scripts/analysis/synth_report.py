@@ -1,6 +1,6 @@
 """Measure the synthetic domains and draw docs/domains.png (the figures in docs/benchmark.md).
 
-    .venv/bin/python scripts/synth_report.py --seeds 0,1,2,3 --fov full --png docs/domains.png
+    .venv/bin/python scripts/analysis/synth_report.py --seeds 0,1,2,3 --fov full --png docs/domains.png
 
 Prints, per domain, the median over subjects of the FLAIR's lesion/WM, GM/WM and CSF/WM medians
 on the generated images (with the bias field, and with it switched off: the protocol's own

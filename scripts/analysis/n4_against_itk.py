@@ -5,7 +5,7 @@ Each scan is preprocessed twice, with the library's N4 and with SimpleITK's
 model both ways. Per scan it prints both Dice scores, how many mask voxels differ, the largest
 z-score change and the library's preprocessing time; then the means.
 
-    python scripts/n4_against_itk.py --model Resources/Models/wmh_source_synthetic.safetensors \
+    python scripts/analysis/n4_against_itk.py --model Resources/Models/wmh_source_synthetic.safetensors \
         --cases data/standard/source_test/manifest.csv data/standard/target_test/manifest.csv
 """
 

@@ -7,7 +7,7 @@ model's probability in the slices above and below (the voxel and the mean and ma
 halves swap. The figure is the mean Dice per scan, with the model's own decision everywhere else.
 If (B) beats (A), the neighbouring slices hold information the 2D model does not use.
 
-    python scripts/context_analysis.py --model M --cases data/standard/source_val/manifest.csv \
+    python scripts/analysis/context_analysis.py --model M --cases data/standard/source_val/manifest.csv \
         data/source_val_extra/manifest.csv
 
 Needs scikit-learn (installed with the `synth` extra, through nilearn).
