@@ -54,3 +54,17 @@ def write_phantom_case(folder: Path, seed: int, suffix: str = ".nii.gz", **kwarg
     for role, array in zip(("t1", "flair", "wmh"), (t1, flair, label)):
         sitk.WriteImage(phantom_image(array), str(paths[role]), True)
     return Case(case_id, paths["t1"], paths["flair"], paths["wmh"])
+
+
+def save_tiny_model(path: Path, seed: int = 0, **training) -> Path:
+    """An untrained network with a fixed seed, saved as a model file (no N4: fast to run)."""
+    import torch
+
+    from WMHDomainAdaptLib.model import WMHNet
+    from WMHDomainAdaptLib.modelfile import build_metadata, save_model
+    from WMHDomainAdaptLib.preprocess import PreprocessConfig
+
+    torch.manual_seed(seed)
+    network = WMHNet()
+    metadata = build_metadata(network, PreprocessConfig(n4=False), 0.5, {"domain": "source", **training})
+    return save_model(path, network, metadata)

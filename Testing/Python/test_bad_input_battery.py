@@ -28,15 +28,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
-import torch
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
-from phantom import phantom_arrays, phantom_image
+from phantom import phantom_arrays, phantom_image, save_tiny_model
 
 from WMHDomainAdaptLib.cli import main
-from WMHDomainAdaptLib.model import WMHNet
-from WMHDomainAdaptLib.modelfile import build_metadata, save_model
-from WMHDomainAdaptLib.preprocess import PreprocessConfig
 
 PROGRESS = re.compile(r"^[\w ]+: \d+/\d+ \(")  # the progress bar's lines, before the error
 FAST = settings(
@@ -55,10 +51,7 @@ def world(tmp_path_factory) -> dict[str, Path]:
     paths = {"t1": folder / "t1.nii.gz", "flair": folder / "flair.nii.gz", "label": folder / "wmh.nii.gz"}
     for role, array in (("t1", t1), ("flair", flair), ("label", label)):
         sitk.WriteImage(phantom_image(array), str(paths[role]), True)
-    torch.manual_seed(0)
-    network = WMHNet()
-    metadata = build_metadata(network, PreprocessConfig(n4=False), 0.5, {"domain": "source", "n_cases": 1})
-    paths["model"] = save_model(folder / "model.safetensors", network, metadata)
+    paths["model"] = save_tiny_model(folder / "model.safetensors", n_cases=1)
     paths["manifest"] = folder / "cases.csv"
     paths["manifest"].write_text(
         f"id,t1,flair,label,mask\ncase1,{paths['t1']},{paths['flair']},{paths['label']},\n"
@@ -91,8 +84,11 @@ def assert_refused(argv, capsys, names: str, *folders: Path) -> str:
     """Exit 2, one error line naming `names`, no traceback, nothing new or changed in `folders`."""
     before = snapshot(*folders)
     code, _, err = run(argv, capsys)
-    lines = [line for line in err.splitlines()
-             if line.strip() and not line.startswith("warning:") and not PROGRESS.match(line)]
+    lines = [
+        line
+        for line in err.splitlines()
+        if line.strip() and not line.startswith("warning:") and not PROGRESS.match(line)
+    ]
     assert code == 2, err
     assert len(lines) == 1 and "Traceback" not in err, err
     assert names in lines[0], lines[0]
@@ -111,6 +107,24 @@ def segment_argv(world, t1=None, flair=None, out=None, model=None, extra=()):
         flair or world["flair"],
         "--out",
         out,
+        "--device",
+        "cpu",
+        *extra,
+    ]
+
+
+def train_argv(world, out, *extra):
+    """A one-epoch `wmhda train` on the healthy case, writing `out`."""
+    return [
+        "train",
+        "--train",
+        world["manifest"],
+        "--val",
+        world["manifest"],
+        "--out",
+        out,
+        "--epochs",
+        "1",
         "--device",
         "cpu",
         *extra,
@@ -185,24 +199,9 @@ def test_batch_segment_evaluate_csv_and_train_onto_a_full_disk_fail_in_one_line(
             world["folder"],
         )
         assert_refused(
-            [
-                "train",
-                "--train",
-                world["manifest"],
-                "--val",
-                world["manifest"],
-                "--out",
-                disk / "m.safetensors",
-                "--epochs",
-                "1",
-                "--steps-per-epoch",
-                "1",
-                "--batch-size",
-                "2",
-                "--no-n4",
-                "--device",
-                "cpu",
-            ],
+            train_argv(
+                world, disk / "m.safetensors", "--steps-per-epoch", "1", "--batch-size", "2", "--no-n4"
+            ),
             capsys,
             "m.safetensors",
             world["folder"],
@@ -464,21 +463,7 @@ def test_a_model_file_with_edited_metadata_is_refused_by_segment_and_train(world
         segment_argv(world, model=model, out=folder / "mask.nii.gz"), capsys, "edited.safetensors", folder
     )
     assert_refused(
-        [
-            "train",
-            "--train",
-            world["manifest"],
-            "--val",
-            world["manifest"],
-            "--init-from",
-            model,
-            "--out",
-            folder / "new.safetensors",
-            "--epochs",
-            "1",
-            "--device",
-            "cpu",
-        ],
+        train_argv(world, folder / "new.safetensors", "--init-from", model),
         capsys,
         "edited.safetensors",
         folder,

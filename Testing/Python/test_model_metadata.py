@@ -11,13 +11,11 @@ import struct
 import warnings
 
 import pytest
-import torch
+from phantom import save_tiny_model
 
 from WMHDomainAdaptLib.errors import InputError, InputWarning
-from WMHDomainAdaptLib.model import WMHNet
-from WMHDomainAdaptLib.modelfile import build_metadata, load_model, read_metadata, save_model
+from WMHDomainAdaptLib.modelfile import load_model, read_metadata
 from WMHDomainAdaptLib.modelheader import check_weights, metadata_sha256
-from WMHDomainAdaptLib.preprocess import PreprocessConfig
 
 EDITS = {
     "threshold": lambda m: m.update(threshold=0.05),
@@ -42,10 +40,7 @@ BAD_FIELDS = {
 
 @pytest.fixture
 def model_file(tmp_path):
-    torch.manual_seed(0)
-    network = WMHNet()
-    metadata = build_metadata(network, PreprocessConfig(n4=False), 0.5, {"domain": "source"})
-    return save_model(tmp_path / "model.safetensors", network, metadata)
+    return save_tiny_model(tmp_path / "model.safetensors")
 
 
 def rewrite_metadata(path, change, rehash: bool) -> None:

@@ -18,7 +18,7 @@ import pytest
 import SimpleITK as sitk
 import torch
 from mrml_testing import load_volume, make_scene
-from phantom import phantom_arrays, phantom_image
+from phantom import phantom_arrays, phantom_image, save_tiny_model
 from WMHDomainAdaptLogicLib.controller import Controller, State, Workspace
 from WMHDomainAdaptLogicLib.segmentation import (
     FLAIR_REFERENCE,
@@ -28,9 +28,7 @@ from WMHDomainAdaptLogicLib.segmentation import (
 )
 from WMHDomainAdaptLogicLib.worker import WorkerProcess
 
-from WMHDomainAdaptLib.model import WMHNet
-from WMHDomainAdaptLib.modelfile import build_metadata, file_sha256, save_model
-from WMHDomainAdaptLib.preprocess import PreprocessConfig
+from WMHDomainAdaptLib.modelfile import file_sha256
 
 QUICK = ["--epochs", "1", "--patches-per-case", "16"]
 
@@ -95,11 +93,7 @@ class Workers:
 
 @pytest.fixture(scope="module")
 def model(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
-    network = WMHNet()
-    metadata = build_metadata(network, PreprocessConfig(n4=False), 0.5, {"domain": "source", "n_cases": 3})
-    folder = tmp_path_factory.mktemp("shipped")
-    return save_model(folder / "wmh_source_synthetic.safetensors", network, metadata)
+    return save_tiny_model(tmp_path_factory.mktemp("shipped") / "wmh_source_synthetic.safetensors", n_cases=3)
 
 
 def add_patient(scene, folder: Path, seed: int, name: str):

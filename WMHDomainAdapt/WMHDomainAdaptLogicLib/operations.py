@@ -25,6 +25,7 @@ from WMHDomainAdaptLib import __version__
 from WMHDomainAdaptLib.io import read_image, write_image
 from WMHDomainAdaptLib.lesions import LesionStatistics, lesion_statistics
 from WMHDomainAdaptLib.modelheader import file_sha256, read_header_metadata
+from WMHDomainAdaptLib.recommendation import recommended_tune_layers
 
 from .adaptation_set import AdaptationSet, check_overlap
 from .display import show_probability_overlay
@@ -265,11 +266,7 @@ def adapt_model(adaptation_set: AdaptationSet, model_path, registry: ModelRegist
 
 
 def tune_layers_recommendation(n_cases: int) -> tuple[int | None, str]:
-    """(K, reason) for N cases, or (None, why not) when N = 0 or PyTorch is not installed yet."""
+    """(K, reason) for N cases, or (None, why not) when N = 0 (the rule is torch-free)."""
     if n_cases < 1:
         return None, "add at least one corrected case"
-    try:
-        from WMHDomainAdaptLib.recommendation import recommended_tune_layers
-    except ImportError:
-        return None, "install PyTorch to see the recommendation (auto is used)"
     return recommended_tune_layers(n_cases)
