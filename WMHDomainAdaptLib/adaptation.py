@@ -10,8 +10,9 @@ budget, the frozen head runs on the fly instead; both paths give the same result
 from __future__ import annotations
 
 import copy
+import dataclasses
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +26,7 @@ from .errors import Cancelled, InputError
 from .inference import brain_box, check_channels
 from .metrics import pooled_dice
 from .model import DEPTH, State, WMHNet
-from .modelfile import LoadedModel, build_metadata, file_sha256, load_model, save_model
+from .modelfile import build_metadata, file_sha256, load_model, save_model
 from .patches import PatchSampler, flip_left_right
 from .progress import CancelToken, ProgressCallback
 from .recommendation import TUNE_LAYERS_BY_SCANS, recommended_tune_layers, resolve_tune_layers  # noqa: F401
@@ -34,27 +35,40 @@ from .training import TrainConfig, TrainResult, fit, seed_everything
 VALIDATION_SLICES_PER_BATCH = 8
 
 
-@dataclass
+# The training loop's settings for adaptation: a fixed patch set (no steps per epoch, no fresh
+# augmentation, which caching would not allow), a faster decay and earlier stopping than training.
+ADAPT_TRAINING = TrainConfig(lr_decay=0.9, epochs=20, steps_per_epoch=0, patience=5, augment=False)
+# The training settings an adaptation recipe may set; with its own fields, its flat dict (the
+# recorded hyperparameters, the study's config files and recipe fingerprint).
+TUNABLE_TRAINING = ("patch_size", "batch_size", "learning_rate", "lr_decay", "weight_decay", "epochs",
+                    "patience", "lesion_fraction", "seed")
+
+
+@dataclass(frozen=True)
 class AdaptConfig:
+    """The adaptation recipe: the training loop's settings, plus what only adaptation needs."""
+
+    training: TrainConfig = field(default_factory=lambda: dataclasses.replace(ADAPT_TRAINING))
     patches_per_case: int = 384      # fixed training patch set drawn from each scan
     validation_every: int = 5        # every 5th axial slice is held out for validation
-    patch_size: int = 64
-    batch_size: int = 128
-    learning_rate: float = 1e-3
-    lr_decay: float = 0.9
-    weight_decay: float = 1e-4
-    epochs: int = 20
-    patience: int = 5
-    lesion_fraction: float = 0.5
     cache_budget_mb: int = 2048      # frozen-layer features are cached up to this size
-    seed: int = 0
 
-    def train_config(self) -> TrainConfig:
-        return TrainConfig(patch_size=self.patch_size, batch_size=self.batch_size,
-                           learning_rate=self.learning_rate, lr_decay=self.lr_decay,
-                           weight_decay=self.weight_decay, epochs=self.epochs, steps_per_epoch=0,
-                           patience=self.patience, lesion_fraction=self.lesion_fraction,
-                           augment=False, seed=self.seed)
+    def to_dict(self) -> dict:
+        own = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "training"}
+        return {**own, **{name: getattr(self.training, name) for name in TUNABLE_TRAINING}}
+
+    @classmethod
+    def from_dict(cls, values: dict) -> AdaptConfig:
+        """From the flat dict `to_dict` writes (any subset; the rest from the defaults)."""
+        own = {f.name for f in dataclasses.fields(cls)} - {"training"}
+        unknown = set(values) - own - set(TUNABLE_TRAINING)
+        if unknown:
+            raise TypeError(f"unknown adaptation setting(s): {', '.join(sorted(unknown))}")
+        training = dataclasses.replace(ADAPT_TRAINING, **{k: v for k, v in values.items() if k not in own})
+        return cls(training, **{k: v for k, v in values.items() if k in own})
+
+    def replace(self, **values) -> AdaptConfig:
+        return self.from_dict({**self.to_dict(), **values})
 
 
 @dataclass
@@ -81,7 +95,7 @@ def is_validation_slice(z: np.ndarray, every: int) -> np.ndarray:
 def draw_training_patches(cases: list[PreparedCase], config: AdaptConfig, rng: np.random.Generator
                           ) -> tuple[np.ndarray, np.ndarray]:
     """A fixed training patch set from the slices that are not held out, with fixed random flips."""
-    sampler = PatchSampler(cases, config.patch_size, config.lesion_fraction,
+    sampler = PatchSampler(cases, config.training.patch_size, config.training.lesion_fraction,
                            slice_filter=lambda z: ~is_validation_slice(z, config.validation_every))
     count = config.patches_per_case * len(cases)
     images, labels = sampler.sample(count, rng)
@@ -170,42 +184,42 @@ def choose_patch_threshold(network: WMHNet, start: int, patches: PatchSet) -> fl
     return best_threshold(patch_probabilities(network, start, patches), labels)[0]
 
 
-def fine_tune(model: LoadedModel, cases: list[PreparedCase], tune_layers: int, config: AdaptConfig,
+def fine_tune(network: WMHNet, cases: list[PreparedCase], tune_layers: int, config: AdaptConfig,
               device: torch.device, cache: bool | None = None, progress: ProgressCallback | None = None,
               cancel: CancelToken | None = None, tune_first: bool = False
               ) -> tuple[WMHNet, TrainResult, float, bool]:
-    """Fine-tune the last `tune_layers` layers of a copy of the model's network.
+    """Fine-tune the last `tune_layers` layers of a copy of `network` (it is left as it was).
 
     Returns the tuned network, the training record, the chosen threshold and whether features
     were cached. `cache=None` caches when the features fit `config.cache_budget_mb`.
     `tune_first` tunes the first layers instead (Shirokikh et al. 2020); nothing is then cached.
     """
-    network = copy.deepcopy(model.network).to(device)
+    network = copy.deepcopy(network).to(device)
     if tune_first:
         start, cache = 0, False
         network.freeze(range(tune_layers, DEPTH))
     else:
         start = DEPTH - tune_layers
         network.freeze_first(start)
-    rng = seed_everything(config.seed)
+    rng = seed_everything(config.training.seed)
     train_images, train_labels = draw_training_patches(cases, config, rng)
     validation = held_out_slices(cases, config.validation_every)
     if cache is None:
         pixels = train_images[:, 0].size + sum(images[:, 0].size for images, _ in validation)
-        per_pixel = state_nbytes(network.cpu(), start, config.patch_size, train_images.shape[1]) \
-            / config.patch_size ** 2
+        patch = config.training.patch_size
+        per_pixel = state_nbytes(network.cpu(), start, patch, train_images.shape[1]) / patch ** 2
         cache = per_pixel * pixels <= config.cache_budget_mb * 2**20
         network.to(device)
-    train_set = make_patch_set(network, start, [(train_images, train_labels)], config.batch_size,
+    train_set = make_patch_set(network, start, [(train_images, train_labels)], config.training.batch_size,
                                device, cache)
     val_set = make_patch_set(network, start, validation, VALIDATION_SLICES_PER_BATCH, device, cache)
-    order_rng = np.random.default_rng(config.seed + 1)
+    order_rng = np.random.default_rng(config.training.seed + 1)
 
     def epoch_batches(epoch: int):
         return batches_of(network, start, train_set, list(order_rng.permutation(len(train_set.labels))))
 
     result = fit(network, start, epoch_batches, patch_validator(network, start, val_set),
-                 config.train_config(), device, progress, cancel)
+                 config.training, device, progress, cancel)
     threshold = choose_patch_threshold(network, start, val_set)
     return network.eval(), result, threshold, cache
 
@@ -240,7 +254,7 @@ def adapt(source_model_path: str | Path, cases: list[Case], out_path: str | Path
                              cancel=cancel)
     for case in prepared:
         check_channels(model, case.input_channels, case.case_id)
-    network, result, threshold, cached = fine_tune(model, prepared, tune_layers, config, torch_device,
+    network, result, threshold, cached = fine_tune(model.network, prepared, tune_layers, config, torch_device,
                                                    cache, progress, cancel)
     if result.interrupted:
         raise Cancelled("adaptation cancelled; no model was written")
@@ -248,7 +262,7 @@ def adapt(source_model_path: str | Path, cases: list[Case], out_path: str | Path
         "kind": "adaptation", "domain": "target", "n_cases": len(cases),
         "case_ids": [c.case_id for c in cases],
         "flair_spacing": list(prepared[0].spacing_xyz),
-        "tune_layers": tune_layers, "tune_layers_reason": reason, "hyperparameters": asdict(config),
+        "tune_layers": tune_layers, "tune_layers_reason": reason, "hyperparameters": config.to_dict(),
         "best_val_dice": result.best_val_dice, "best_epoch": result.best_epoch,
         "epochs_run": result.epochs_run, "cached_features": cached,
         "seconds": round(time.monotonic() - began, 1), "parent": source.name,

@@ -11,7 +11,7 @@ from WMHDomainAdaptLib.modelfile import build_metadata, file_sha256, load_model,
 from WMHDomainAdaptLib.network_input import input_channel_names
 from WMHDomainAdaptLib.preprocess import PreprocessConfig
 
-CONFIG = AdaptConfig(patches_per_case=64, patch_size=32, batch_size=32, epochs=3, patience=3)
+CONFIG = AdaptConfig.from_dict(dict(patches_per_case=64, patch_size=32, batch_size=32, epochs=3, patience=3))
 
 
 @pytest.fixture

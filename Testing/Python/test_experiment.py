@@ -88,8 +88,8 @@ def test_full_config_spans_the_issues_default_grid():
 
 def test_scratch_recipe_starts_from_the_adaptation_recipe():
     config = parse_config(config_dict(scratch={"epochs": 5}))
-    assert config.scratch.epochs == 5 and config.adapt.epochs == 1
-    assert config.scratch.patch_size == config.adapt.patch_size == 32
+    assert config.scratch.training.epochs == 5 and config.adapt.training.epochs == 1
+    assert config.scratch.training.patch_size == config.adapt.training.patch_size == 32
 
 
 def test_grid_lists_are_sorted_and_deduplicated():

@@ -23,18 +23,18 @@ HELP = "adapt a model to a new protocol from a few labelled scans (freeze the fi
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    defaults = AdaptConfig()
+    defaults = AdaptConfig().to_dict()
     parser.add_argument("--model", required=True, help="the parent (source) model file")
     parser.add_argument("--cases", required=True, help="labelled new-protocol scans: manifest or folder")
     parser.add_argument("--out", required=True, help="the adapted model file to write (a new file)")
     parser.add_argument("--tune-layers", default="auto",
                         help="number K of last layers to fine-tune, or auto (from the number of scans)")
-    parser.add_argument("--epochs", type=at_least(1), default=defaults.epochs)
-    parser.add_argument("--patches-per-case", type=at_least(1), default=defaults.patches_per_case)
-    parser.add_argument("--patch-size", type=patch_size, default=defaults.patch_size)
-    parser.add_argument("--batch-size", type=at_least(1), default=defaults.batch_size)
-    parser.add_argument("--lr", type=positive_float, default=defaults.learning_rate)
-    parser.add_argument("--seed", type=at_least(0), default=defaults.seed)
+    parser.add_argument("--epochs", type=at_least(1), default=defaults["epochs"])
+    parser.add_argument("--patches-per-case", type=at_least(1), default=defaults["patches_per_case"])
+    parser.add_argument("--patch-size", type=patch_size, default=defaults["patch_size"])
+    parser.add_argument("--batch-size", type=at_least(1), default=defaults["batch_size"])
+    parser.add_argument("--lr", type=positive_float, default=defaults["learning_rate"])
+    parser.add_argument("--seed", type=at_least(0), default=defaults["seed"])
     parser.add_argument("--no-cache", action="store_true",
                         help="run the frozen layers at every step instead of caching their features")
     add_device_argument(parser)
@@ -47,9 +47,9 @@ def run(args: argparse.Namespace) -> int:
     tune_layers, reason = resolve_tune_layers(args.tune_layers, len(cases))
     if args.tune_layers == "auto":
         print(f"--tune-layers auto: {reason}")
-    config = AdaptConfig(epochs=args.epochs, patches_per_case=args.patches_per_case,
-                         patch_size=args.patch_size, batch_size=args.batch_size,
-                         learning_rate=args.lr, seed=args.seed)
+    config = AdaptConfig.from_dict(dict(epochs=args.epochs, patches_per_case=args.patches_per_case,
+                                        patch_size=args.patch_size, batch_size=args.batch_size,
+                                        learning_rate=args.lr, seed=args.seed))
     result = adapt(args.model, cases, args.out, tune_layers, args.device, config,
                    progress=progress_printer(args), cache=False if args.no_cache else None)
     training = result.metadata["training"]

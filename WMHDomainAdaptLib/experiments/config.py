@@ -62,13 +62,17 @@ class ExperimentConfig:
     max_test_cases: int | None = None  # evaluate on the first M test cases only (CPU budgets)
     description: str = ""
 
+    def to_dict(self) -> dict:
+        """As recorded in a results folder: the recipes as the flat dicts that config files use."""
+        return {**dataclasses.asdict(self), "adapt": self.adapt.to_dict(), "scratch": self.scratch.to_dict()}
+
     def recipe_fingerprint(self) -> str:
         """Hash of what makes rows comparable; the grid lists may grow on a resumed run."""
         recipe = {"data": dataclasses.asdict(self.data), "seed": self.seed,
                   "max_test_cases": self.max_test_cases,
                   "preprocess": self.preprocess.to_dict(),
                   "source_training": dataclasses.asdict(self.source_training),
-                  "adapt": dataclasses.asdict(self.adapt), "scratch": dataclasses.asdict(self.scratch)}
+                  "adapt": self.adapt.to_dict(), "scratch": self.scratch.to_dict()}
         return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -94,15 +98,25 @@ def _typed(source, key: str, value, expected: type):
     return value
 
 
-def _dataclass_from(source, section: str, cls, data: dict, base=None):
-    """A recipe dataclass (TrainConfig, AdaptConfig) from a partial dict of overrides."""
-    types = {f.name: type(f.default) for f in dataclasses.fields(cls)}
-    _check_keys(source, section, data, types)
-    values = {key: _typed(source, f"{section}.{key}", value, types[key]) for key, value in data.items()}
+def _checked_values(source, section: str, data: dict, defaults: dict) -> dict:
+    """Overrides of a recipe, each of its default's type and not negative."""
+    _check_keys(source, section, data, defaults)
+    values = {key: _typed(source, f"{section}.{key}", value, type(defaults[key]))
+              for key, value in data.items()}
     for key, value in values.items():
         if isinstance(value, (int, float)) and value < 0:
             raise _fail(source, f"{section}.{key}", f"must not be negative, got {value}")
-    return dataclasses.replace(base if base is not None else cls(), **values)
+    return values
+
+
+def _training_from(source, section: str, data: dict) -> TrainConfig:
+    values = _checked_values(source, section, data, dataclasses.asdict(TrainConfig()))
+    return dataclasses.replace(TrainConfig(), **values)
+
+
+def _adaptation_from(source, section: str, data: dict, base: AdaptConfig | None = None) -> AdaptConfig:
+    base = base if base is not None else AdaptConfig()
+    return base.replace(**_checked_values(source, section, data, base.to_dict()))
 
 
 def _layer_list(source, key: str, values) -> tuple[int, ...]:
@@ -149,7 +163,7 @@ def parse_config(data: dict, source: str | Path | None = None) -> ExperimentConf
     draws = _typed(source, "draws", data.get("draws", 3), int)
     if draws < 1:
         raise _fail(source, "draws", f"must be at least 1, got {draws}")
-    adapt = _dataclass_from(source, "adapt", AdaptConfig, data.get("adapt", {}))
+    adapt = _adaptation_from(source, "adapt", data.get("adapt", {}))
     max_test = data.get("max_test_cases")
     if max_test is not None and (_typed(source, "max_test_cases", max_test, int) < 1):
         raise _fail(source, "max_test_cases", f"must be at least 1 (or null for all), got {max_test}")
@@ -171,9 +185,8 @@ def parse_config(data: dict, source: str | Path | None = None) -> ExperimentConf
             _scan_list(source, "first_layers.n_scans", first["n_scans"]) if first else (),
             _layer_list(source, "first_layers.tune_layers", first["tune_layers"]) if first else ()),
         preprocess=preprocess,
-        source_training=_dataclass_from(source, "source_training", TrainConfig,
-                                        data.get("source_training", {})),
-        adapt=adapt, scratch=_dataclass_from(source, "scratch", AdaptConfig, data.get("scratch", {}), adapt),
+        source_training=_training_from(source, "source_training", data.get("source_training", {})),
+        adapt=adapt, scratch=_adaptation_from(source, "scratch", data.get("scratch", {}), adapt),
         max_test_cases=max_test, description=str(data.get("description", "")))
 
 

@@ -10,7 +10,6 @@ the first unfinished run; preprocessing and the source model are cached in the o
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import json
 import time
@@ -92,7 +91,7 @@ def check_state(out: Path, config: ExperimentConfig, root: Path) -> None:
             raise InputError(out, "holds results made with another source model file (its SHA-256 "
                                   "differs); use a new --out folder")
     state = {"name": config.name, "recipe_fingerprint": fingerprint, "source_model_sha256": source_sha256,
-             "config": dataclasses.asdict(config)}
+             "config": config.to_dict()}
     atomic_write(path, lambda tmp: tmp.write_text(json.dumps(state, indent=1, default=str), encoding="utf-8"))
 
 
@@ -113,9 +112,9 @@ def open_workspace(config: ExperimentConfig, root: Path, out: Path, device: str,
     return Workspace(config, torch_device, source, pool, tests, results, cases)
 
 
-def scratch_model(source: LoadedModel, seed: int) -> LoadedModel:
+def scratch_network(source: LoadedModel, seed: int) -> torch.nn.Module:
     """A randomly initialised network of the source's architecture, to go through the same recipe."""
-    return LoadedModel(seeded_network(source.network.architecture, seed), source.metadata, path=None)
+    return seeded_network(source.network.architecture, seed)
 
 
 def train_run(space: Workspace, spec: RunSpec, cancel: CancelToken | None) -> Trained:
@@ -123,8 +122,8 @@ def train_run(space: Workspace, spec: RunSpec, cancel: CancelToken | None) -> Tr
         return Trained(space.source.network, space.source.cut)
     scans = [space.pool[i] for i in spec.scan_indices]
     recipe: AdaptConfig = space.config.scratch if spec.setting == SCRATCH else space.config.adapt
-    recipe = dataclasses.replace(recipe, seed=spec.seed)
-    start = scratch_model(space.source, spec.seed) if spec.setting == SCRATCH else space.source
+    recipe = recipe.replace(seed=spec.seed)
+    start = scratch_network(space.source, spec.seed) if spec.setting == SCRATCH else space.source.network
     network, result, threshold, cached = fine_tune(start, scans, spec.tune_layers, recipe, space.device,
                                                    cancel=cancel, tune_first=spec.setting == FIRST_LAYERS)
     if result.interrupted:
