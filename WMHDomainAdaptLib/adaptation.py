@@ -27,6 +27,7 @@ from .inference import brain_box, check_channels
 from .metrics import pooled_dice
 from .model import DEPTH, State, WMHNet
 from .modelfile import build_metadata, file_sha256, load_model, save_model
+from .network_input import InputSpec
 from .patches import PatchSampler, flip_left_right
 from .progress import CancelToken, ProgressCallback
 from .recommendation import TUNE_LAYERS_BY_SCANS, recommended_tune_layers, resolve_tune_layers  # noqa: F401
@@ -92,10 +93,10 @@ def is_validation_slice(z: np.ndarray, every: int) -> np.ndarray:
     return z % every == every // 2
 
 
-def draw_training_patches(cases: list[PreparedCase], config: AdaptConfig, rng: np.random.Generator
-                          ) -> tuple[np.ndarray, np.ndarray]:
+def draw_training_patches(cases: list[PreparedCase], spec: InputSpec, config: AdaptConfig,
+                          rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """A fixed training patch set from the slices that are not held out, with fixed random flips."""
-    sampler = PatchSampler(cases, config.training.patch_size, config.training.lesion_fraction,
+    sampler = PatchSampler(cases, spec, config.training.patch_size, config.training.lesion_fraction,
                            slice_filter=lambda z: ~is_validation_slice(z, config.validation_every))
     count = config.patches_per_case * len(cases)
     images, labels = sampler.sample(count, rng)
@@ -103,7 +104,8 @@ def draw_training_patches(cases: list[PreparedCase], config: AdaptConfig, rng: n
     return images, labels
 
 
-def held_out_slices(cases: list[PreparedCase], every: int) -> list[tuple[np.ndarray, np.ndarray]]:
+def held_out_slices(cases: list[PreparedCase], spec: InputSpec, every: int
+                    ) -> list[tuple[np.ndarray, np.ndarray]]:
     """Whole held-out axial slices of each scan, cropped to the brain, for validation.
 
     Whole slices, not lesion-rich patches, so validation Dice and the chosen threshold see the
@@ -118,7 +120,7 @@ def held_out_slices(cases: list[PreparedCase], every: int) -> list[tuple[np.ndar
         if not len(zs):
             continue
         labels = np.where(case.brain_mask, case.label, 2).astype(np.uint8)
-        groups.append((case.network_input(zs, y_range, x_range),
+        groups.append((case.network_input(spec, zs, y_range, x_range),
                        np.ascontiguousarray(labels[zs][:, None, y_range, x_range])))
     if not groups or not any((labels == 1).any() for _, labels in groups):
         ids = ", ".join(c.case_id for c in cases)
@@ -184,9 +186,10 @@ def choose_patch_threshold(network: WMHNet, start: int, patches: PatchSet) -> fl
     return best_threshold(patch_probabilities(network, start, patches), labels)[0]
 
 
-def fine_tune(network: WMHNet, cases: list[PreparedCase], tune_layers: int, config: AdaptConfig,
-              device: torch.device, cache: bool | None = None, progress: ProgressCallback | None = None,
-              cancel: CancelToken | None = None, tune_first: bool = False
+def fine_tune(network: WMHNet, spec: InputSpec, cases: list[PreparedCase], tune_layers: int,
+              config: AdaptConfig, device: torch.device, cache: bool | None = None,
+              progress: ProgressCallback | None = None, cancel: CancelToken | None = None,
+              tune_first: bool = False
               ) -> tuple[WMHNet, TrainResult, float, bool]:
     """Fine-tune the last `tune_layers` layers of a copy of `network` (it is left as it was).
 
@@ -202,8 +205,8 @@ def fine_tune(network: WMHNet, cases: list[PreparedCase], tune_layers: int, conf
         start = DEPTH - tune_layers
         network.freeze_first(start)
     rng = seed_everything(config.training.seed)
-    train_images, train_labels = draw_training_patches(cases, config, rng)
-    validation = held_out_slices(cases, config.validation_every)
+    train_images, train_labels = draw_training_patches(cases, spec, config, rng)
+    validation = held_out_slices(cases, spec, config.validation_every)
     if cache is None:
         pixels = train_images[:, 0].size + sum(images[:, 0].size for images, _ in validation)
         patch = config.training.patch_size
@@ -253,9 +256,9 @@ def adapt(source_model_path: str | Path, cases: list[Case], out_path: str | Path
     prepared = prepare_cases(cases, model.preprocess_config, need_label=True, progress=progress,
                              cancel=cancel)
     for case in prepared:
-        check_channels(model, case.input_channels, case.case_id)
-    network, result, threshold, cached = fine_tune(model.network, prepared, tune_layers, config, torch_device,
-                                                   cache, progress, cancel)
+        check_channels(model, case)
+    network, result, threshold, cached = fine_tune(model.network, model.input_spec, prepared, tune_layers,
+                                                   config, torch_device, cache, progress, cancel)
     if result.interrupted:
         raise Cancelled("adaptation cancelled; no model was written")
     training = {

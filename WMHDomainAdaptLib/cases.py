@@ -14,7 +14,7 @@ import SimpleITK as sitk
 from .dataset import Case
 from .errors import InputError
 from .io import read_image, read_label, read_mask
-from .network_input import context_offsets, slices_with_context
+from .network_input import InputSpec
 from .preprocess import PreprocessConfig, Preprocessed, preprocess
 from .progress import CancelToken, ProgressCallback, ProgressTracker
 
@@ -26,27 +26,20 @@ class PreparedCase:
     brain_mask: np.ndarray   # (z, y, x) bool
     label: np.ndarray | None  # (z, y, x) uint8 in {0, 1, 2}, or None
     reference: sitk.Image    # the FLAIR (geometry of outputs)
-    context_slices: int = 0  # the network also reads this many slices above and below
 
     @classmethod
     def of(cls, case_id: str, prepared: Preprocessed, label: np.ndarray | None = None) -> PreparedCase:
         """A preprocessed scan under its id, with its label where training or evaluation needs one."""
-        return cls(case_id, prepared.image, prepared.brain_mask, label, prepared.reference,
-                   prepared.context_slices)
+        return cls(case_id, prepared.image, prepared.brain_mask, label, prepared.reference)
 
     @property
     def spacing_xyz(self) -> tuple[float, float, float]:
         return tuple(self.reference.GetSpacing())
 
-    @property
-    def input_channels(self) -> int:
-        """How many channels the network is fed: the own ones and the neighbours'."""
-        return self.image.shape[0] * len(context_offsets(self.context_slices))
-
-    def network_input(self, zs: np.ndarray, y_range: slice = slice(None),
+    def network_input(self, spec: InputSpec, zs: np.ndarray, y_range: slice = slice(None),
                       x_range: slice = slice(None)) -> np.ndarray:
-        """(len(zs), input_channels, y, x) float32 for the slices `zs`, cropped in-plane."""
-        return slices_with_context(self.image[:, :, y_range, x_range], zs, self.context_slices)
+        """(len(zs), spec.size, y, x) float32 for the slices `zs`, cropped in-plane, as `spec` reads them."""
+        return spec.stack(self.image[:, :, y_range, x_range], zs)
 
 
 def prepare_case(case: Case, config: PreprocessConfig, need_label: bool = False) -> PreparedCase:

@@ -19,6 +19,7 @@ from .devices import resolve_device
 from .errors import InputError
 from .io import image_like
 from .modelfile import LoadedModel
+from .network_input import InputSpec, context_offsets
 from .preprocess import preprocess
 from .progress import CancelToken, ProgressCallback, ProgressTracker
 
@@ -48,10 +49,10 @@ def brain_box(mask: np.ndarray, margin: int = CROP_MARGIN) -> tuple[slice, slice
 
 
 @torch.no_grad()
-def predict_probability(network: torch.nn.Module, case: PreparedCase, device: torch.device,
+def predict_probability(network: torch.nn.Module, spec: InputSpec, case: PreparedCase, device: torch.device,
                         batch_slices: int = 8, progress: ProgressCallback | None = None,
                         cancel: CancelToken | None = None) -> np.ndarray:
-    """WMH probability (z, y, x) of a prepared case; 0 outside the brain."""
+    """WMH probability (z, y, x) of a prepared case, fed as `spec` says; 0 outside the brain."""
     was_training = network.training
     network.eval()
     z_range, y_range, x_range = brain_box(case.brain_mask)
@@ -60,7 +61,7 @@ def predict_probability(network: torch.nn.Module, case: PreparedCase, device: to
     tracker = ProgressTracker("segment", len(starts), progress, cancel)
     for step, start in enumerate(starts):
         zs = np.arange(start, min(start + batch_slices, z_range.stop))
-        batch = torch.from_numpy(case.network_input(zs, y_range, x_range)).to(device)
+        batch = torch.from_numpy(case.network_input(spec, zs, y_range, x_range)).to(device)
         logits = network(batch)[:, 0]
         probability[start:zs[-1] + 1, y_range, x_range] = torch.sigmoid(logits).float().cpu().numpy()
         tracker.update(step + 1)
@@ -68,11 +69,13 @@ def predict_probability(network: torch.nn.Module, case: PreparedCase, device: to
     return np.where(case.brain_mask, probability, 0.0).astype(np.float32)
 
 
-def check_channels(model: LoadedModel, channels: int, source: str) -> None:
+def check_channels(model: LoadedModel, case: PreparedCase) -> None:
+    """The case, stacked as the model reads it, gives the input channels its file records."""
     expected = model.metadata["input_channels"]
+    channels = len(case.image) * len(context_offsets(model.input_spec.context_slices))
     if channels != len(expected):
-        raise InputError(source, f"model expects {len(expected)} input channels ({', '.join(expected)}), "
-                                 f"the input has {channels}")
+        raise InputError(case.case_id, f"model expects {len(expected)} input channels "
+                                       f"({', '.join(expected)}), the input has {channels}")
 
 
 def warn_if_far_spacing(model: LoadedModel, reference: sitk.Image) -> str | None:
@@ -96,8 +99,9 @@ def warn_if_far_spacing(model: LoadedModel, reference: sitk.Image) -> str | None
 def segment_prepared(model: LoadedModel, case: PreparedCase, device: torch.device,
                      min_lesion_mm3: float = 0.0, progress: ProgressCallback | None = None,
                      cancel: CancelToken | None = None) -> Segmentation:
-    check_channels(model, case.input_channels, case.case_id)
-    probability = predict_probability(model.network, case, device, progress=progress, cancel=cancel)
+    check_channels(model, case)
+    probability = predict_probability(model.network, model.input_spec, case, device, progress=progress,
+                                      cancel=cancel)
     decision = decide(probability, model.flair_of(case.image), model.cut, case.spacing_xyz, min_lesion_mm3)
     voxel_ml = float(np.prod(case.spacing_xyz)) / 1000.0
     return Segmentation(image_like(probability, case.reference),

@@ -29,7 +29,7 @@ from .errors import InputError, InputWarning
 from .io import atomic_write
 from .model import Architecture, WMHNet, layer_table
 from .modelheader import METADATA_KEY, MODEL_SUFFIX, file_sha256, metadata_sha256  # noqa: F401  (re-exported)
-from .network_input import input_channel_names
+from .network_input import InputSpec, input_channel_names
 from .preprocess import PreprocessConfig
 from .scan_threshold import ScanThreshold
 
@@ -56,6 +56,11 @@ class LoadedModel:
     def threshold(self) -> float:
         """The fixed threshold; `cut` is what a scan is segmented at (maybe a per-scan rule)."""
         return float(self.metadata["threshold"])
+
+    @cached_property
+    def input_spec(self) -> InputSpec:
+        """What the network reads: its channels and neighbouring slices, from the file."""
+        return InputSpec.of(self.preprocess_config)
 
     @cached_property
     def cut(self) -> Cut:

@@ -7,6 +7,7 @@ of the channels is recorded in every model file (`input_channels`) and checked o
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -15,10 +16,37 @@ if TYPE_CHECKING:
     from .preprocess import PreprocessConfig
 
 
+@dataclass(frozen=True)
+class InputSpec:
+    """What one network reads: the slice's own channels, then those of `context_slices`
+    neighbours each side. It belongs to the model (`LoadedModel.input_spec`, read from the file's
+    preprocessing), not to the cases, which carry only their own channels."""
+
+    channels: tuple[str, ...]
+    context_slices: int = 0
+
+    @classmethod
+    def of(cls, config: PreprocessConfig) -> InputSpec:
+        return cls(tuple(config.channels), config.context_slices)
+
+    @property
+    def names(self) -> list[str]:
+        """The input channels in order: the slice's own, then those of z-1, z+1, z-2, ..."""
+        return [name if offset == 0 else f"{name}[z{offset:+d}]"
+                for offset in context_offsets(self.context_slices) for name in self.channels]
+
+    @property
+    def size(self) -> int:
+        return len(self.channels) * len(context_offsets(self.context_slices))
+
+    def stack(self, image: np.ndarray, zs: np.ndarray) -> np.ndarray:
+        """(len(zs), size, y, x) float32: the network's input for the slices `zs` of `image`."""
+        return slices_with_context(image, zs, self.context_slices)
+
+
 def input_channel_names(config: PreprocessConfig) -> list[str]:
-    """The network's input channels in order: the slice's own, then those of z-1, z+1, z-2, ..."""
-    return [name if offset == 0 else f"{name}[z{offset:+d}]"
-            for offset in context_offsets(config.context_slices) for name in config.channels]
+    """The input channels a preprocessing makes, in order (what a model file records)."""
+    return InputSpec.of(config).names
 
 
 def context_offsets(context_slices: int) -> list[int]:

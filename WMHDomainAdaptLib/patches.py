@@ -17,18 +17,19 @@ import numpy as np
 from .cases import PreparedCase
 from .errors import InputError
 from .lesions import components
+from .network_input import InputSpec
 
 
 class PatchSampler:
     """Draws (image, label) patches of `size` x `size` from prepared, labelled cases."""
 
-    def __init__(self, cases: list[PreparedCase], size: int, lesion_fraction: float = 0.5,
+    def __init__(self, cases: list[PreparedCase], spec: InputSpec, size: int, lesion_fraction: float = 0.5,
                  slice_filter=None, lesion_balance: float = 0.0):
         if not cases:
             raise InputError(None, "no training case given")
+        self.spec = spec  # what the network reads: its channels, with the neighbouring slices
         self.size, self.half = size, size // 2
         self.lesion_fraction, self.lesion_balance = lesion_fraction, lesion_balance
-        _check_one_context(cases)  # one network reads every patch
         self.cases = cases  # not copied: patches are cut with zeros beyond edges
         self.labels = [c.label for c in cases]
         self.brain_voxels = [np.argwhere(c.brain_mask) for c in cases]
@@ -56,7 +57,7 @@ class PatchSampler:
 
     def sample(self, count: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """`count` patches: images (n, channels, size, size) float32, labels (n, 1, size, size) uint8."""
-        images = np.zeros((count, self.cases[0].input_channels, self.size, self.size), np.float32)
+        images = np.zeros((count, self.spec.size, self.size, self.size), np.float32)
         labels = np.zeros((count, 1, self.size, self.size), np.uint8)
         lesion_draws = rng.random(count) < self.lesion_fraction
         for n, on_lesion in enumerate(lesion_draws):
@@ -70,7 +71,7 @@ class PatchSampler:
                 pool = self.brain_voxels[case]
             z, y, x = pool[rng.integers(len(pool))]
             rows, cols, patch_rows, patch_cols = self._window(y, x, self.labels[case].shape[1:])
-            window = self.cases[case].network_input(np.array([z]), rows, cols)[0]
+            window = self.cases[case].network_input(self.spec, np.array([z]), rows, cols)[0]
             images[n][:, patch_rows, patch_cols] = window
             labels[n, 0][patch_rows, patch_cols] = self.labels[case][z, rows, cols]
         return images, labels
@@ -86,14 +87,6 @@ class PatchSampler:
         y0, x0 = max(top, 0), max(left, 0)
         y1, x1 = min(top + self.size, plane_shape[0]), min(left + self.size, plane_shape[1])
         return slice(y0, y1), slice(x0, x1), slice(y0 - top, y1 - top), slice(x0 - left, x1 - left)
-
-
-def _check_one_context(cases: list[PreparedCase]) -> None:
-    """Refuse cases fed with different numbers of neighbouring slices: one network reads them all."""
-    counts = {c.context_slices for c in cases}
-    if len(counts) > 1:
-        raise InputError(None, f"the cases were prepared with different numbers of context slices "
-                               f"({sorted(counts)}); prepare them with one model's preprocessing")
 
 
 def flip_left_right(images: np.ndarray, labels: np.ndarray, rng: np.random.Generator) -> None:

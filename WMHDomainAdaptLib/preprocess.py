@@ -66,7 +66,6 @@ class Preprocessed:
     image: np.ndarray
     brain_mask: np.ndarray
     reference: sitk.Image  # the FLAIR: the geometry of every output
-    context_slices: int = 0  # neighbours each side that the network is fed with
 
 
 def overlap_fraction(moving: sitk.Image, reference: sitk.Image) -> float:
@@ -189,5 +188,4 @@ def preprocess(t1: sitk.Image, flair: sitk.Image, config: PreprocessConfig,
     names = {"t1": t1_name, "flair": flair_name}
     image = np.stack([zscore(arrays[name], brain_mask, config.clip, names[name])
                       for name in config.channels])
-    return Preprocessed(image=image, brain_mask=brain_mask, reference=flair,
-                        context_slices=config.context_slices)
+    return Preprocessed(image=image, brain_mask=brain_mask, reference=flair)

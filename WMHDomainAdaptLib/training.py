@@ -23,6 +23,7 @@ from .errors import Cancelled, InputError
 from .inference import predict_probability
 from .metrics import pooled_dice
 from .model import State, WMHNet
+from .network_input import InputSpec
 from .patches import PatchSampler, augment
 from .progress import CancelToken, ProgressCallback, ProgressTracker
 
@@ -136,28 +137,30 @@ def to_device_batch(images: np.ndarray, labels: np.ndarray, device: torch.device
     return (torch.from_numpy(images).to(device), None), torch.from_numpy(labels).to(device)
 
 
-def volume_validator(network: WMHNet, cases: list[PreparedCase], device: torch.device
+def volume_validator(network: WMHNet, spec: InputSpec, cases: list[PreparedCase], device: torch.device
                      ) -> Callable[[], float]:
     """Validation by pooled Dice of whole-volume predictions (what the user will get)."""
     def validate() -> float:
-        probabilities = [predict_probability(network, c, device) for c in cases]
+        probabilities = [predict_probability(network, spec, c, device) for c in cases]
         return pooled_dice(probabilities, [c.label for c in cases])
     return validate
 
 
-def choose_threshold(network: WMHNet, cases: list[PreparedCase], device: torch.device) -> tuple[float, float]:
+def choose_threshold(network: WMHNet, spec: InputSpec, cases: list[PreparedCase], device: torch.device
+                     ) -> tuple[float, float]:
     """The probability threshold maximizing pooled Dice of whole validation volumes, and that Dice."""
-    probabilities = [predict_probability(network, c, device) for c in cases]
+    probabilities = [predict_probability(network, spec, c, device) for c in cases]
     return best_threshold(probabilities, [c.label for c in cases])
 
 
-def train_network(network: WMHNet, train_cases: list[PreparedCase], val_cases: list[PreparedCase],
+def train_network(network: WMHNet, spec: InputSpec, train_cases: list[PreparedCase],
+                  val_cases: list[PreparedCase],
                   config: TrainConfig, device: torch.device, progress: ProgressCallback | None = None,
                   cancel: CancelToken | None = None,
                   on_improve: Callable[[dict, float, int], None] | None = None) -> TrainResult:
     """Train a whole network (source model, or a target model from scratch) on fresh patches."""
     rng = seed_everything(config.seed)
-    sampler = PatchSampler(train_cases, config.patch_size, config.lesion_fraction,
+    sampler = PatchSampler(train_cases, spec, config.patch_size, config.lesion_fraction,
                            lesion_balance=config.lesion_balance)
 
     def epoch_batches(epoch: int) -> Iterable[Batch]:
@@ -167,5 +170,5 @@ def train_network(network: WMHNet, train_cases: list[PreparedCase], val_cases: l
                 images, labels = augment(images, labels, rng)
             yield to_device_batch(images, labels, device)
 
-    validate = volume_validator(network, val_cases, device)
+    validate = volume_validator(network, spec, val_cases, device)
     return fit(network, 0, epoch_batches, validate, config, device, progress, cancel, on_improve)

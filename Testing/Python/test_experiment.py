@@ -22,6 +22,7 @@ from WMHDomainAdaptLib.experiments.runner import run_experiment
 from WMHDomainAdaptLib.experiments.table import read_rows, row_key
 from WMHDomainAdaptLib.model import WMHNet
 from WMHDomainAdaptLib.modelfile import build_metadata, save_model
+from WMHDomainAdaptLib.network_input import InputSpec
 from WMHDomainAdaptLib.preprocess import PreprocessConfig
 from WMHDomainAdaptLib.scan_threshold import ScanThreshold
 
@@ -165,9 +166,10 @@ def test_a_cached_context_case_is_fed_to_the_network_as_it_was_prepared(phantom_
     config = PreprocessConfig(n4=False, context_slices=1)
     made = prepare_cached(cases, config, tmp_path)[0]
     cached = prepare_cached(cases, config, tmp_path)[0]
-    assert cached.context_slices == 1 and cached.input_channels == 6 and made.image.shape[0] == 2
+    spec = InputSpec.of(config)
+    assert spec.size == 6 and cached.image.shape[0] == made.image.shape[0] == 2
     zs = np.arange(made.image.shape[1])
-    np.testing.assert_array_equal(cached.network_input(zs), made.network_input(zs))
+    np.testing.assert_array_equal(cached.network_input(spec, zs), made.network_input(spec, zs))
 
 
 # --- the grid --------------------------------------------------------------------------------

@@ -6,10 +6,13 @@ import SimpleITK as sitk
 
 from WMHDomainAdaptLib.cases import PreparedCase
 from WMHDomainAdaptLib.errors import InputError
+from WMHDomainAdaptLib.network_input import InputSpec
 from WMHDomainAdaptLib.patches import PatchSampler
 from WMHDomainAdaptLib.training import TrainConfig
 
 BIG, SMALL = 1.0, 2.0  # image values that tell which lesion a patch is centred on
+
+TWO_D = InputSpec(("t1", "flair"))  # the slice's own two channels, no neighbours
 
 
 def one_big_and_one_small_lesion() -> PreparedCase:
@@ -25,7 +28,7 @@ def one_big_and_one_small_lesion() -> PreparedCase:
 
 
 def share_centred_on_the_small_lesion(lesion_balance: float) -> float:
-    sampler = PatchSampler([one_big_and_one_small_lesion()], 8, lesion_fraction=1.0,
+    sampler = PatchSampler([one_big_and_one_small_lesion()], TWO_D, 8, lesion_fraction=1.0,
                            lesion_balance=lesion_balance)
     images, labels = sampler.sample(2000, np.random.default_rng(0))
     assert (labels[:, 0, 4, 4] == 1).all()  # every patch is centred on a lesion voxel
@@ -55,7 +58,7 @@ def test_patches_at_the_edges_are_the_zero_padded_windows_around_their_centre():
     image = np.stack([y + 1, x + 1]).astype(np.float32)  # the centre pixel tells where a patch is from
     label = ((y + x) % 3 == 0).astype(np.uint8)
     case = PreparedCase("edges", image, np.ones(shape, bool), label, sitk.Image(9, 11, 3, sitk.sitkUInt8))
-    images, labels = PatchSampler([case], 8, lesion_fraction=0.5).sample(300, np.random.default_rng(1))
+    images, labels = PatchSampler([case], TWO_D, 8, lesion_fraction=0.5).sample(300, np.random.default_rng(1))
     padded_image = np.pad(image[:, 0], ((0, 0), (4, 4), (4, 4)))  # every slice is alike
     padded_label = np.pad(label[0], 4)
     assert len(images) == len(labels)
@@ -73,20 +76,13 @@ def test_patches_with_context_are_the_windows_of_the_slices_fed_to_the_network()
     z, y, x = np.indices(shape)
     image = np.stack([z * 100 + y * 10 + x, -(z * 100 + y * 10 + x)]).astype(np.float32) + 1
     label = (image[0] % 7 == 0).astype(np.uint8)
-    case = PreparedCase("context", image, np.ones(shape, bool), label, sitk.Image(10, 10, 4, sitk.sitkUInt8),
-                        context_slices=2)
-    images, _ = PatchSampler([case], 10, lesion_fraction=0.5).sample(50, np.random.default_rng(2))
-    assert images.shape == (50, 10, 10, 10) and case.input_channels == 10
-    whole = case.network_input(np.arange(4))
+    case = PreparedCase("context", image, np.ones(shape, bool), label, sitk.Image(10, 10, 4, sitk.sitkUInt8))
+    spec = InputSpec(("t1", "flair"), context_slices=2)
+    images, _ = PatchSampler([case], spec, 10, lesion_fraction=0.5).sample(50, np.random.default_rng(2))
+    assert images.shape == (50, 10, 10, 10) and spec.size == 10
+    whole = case.network_input(spec, np.arange(4))
     for patch in images:
         centre = int(patch[0, 5, 5]) - 1  # the centre pixel tells which voxel the patch is centred on
         cz, cy, cx = centre // 100, centre // 10 % 10, centre % 10
         padded = np.pad(whole[cz], ((0, 0), (5, 5), (5, 5)))
         np.testing.assert_array_equal(patch, padded[:, cy:cy + 10, cx:cx + 10])
-
-
-def test_cases_fed_with_different_context_cannot_share_a_sampler():
-    one = one_big_and_one_small_lesion()
-    other = PreparedCase("other", one.image, one.brain_mask, one.label, one.reference, context_slices=1)
-    with pytest.raises(InputError, match="different numbers of context slices"):
-        PatchSampler([one, other], 8)

@@ -4,6 +4,7 @@ import json
 import os
 import sys
 import textwrap
+import time
 
 import psutil
 import pytest
@@ -72,6 +73,19 @@ def test_worker_streams_stdout_and_stderr_lines_and_the_exit_code():
     assert lines == ["PROGRESS task=a done=1 total=2 percent=50.0", "boom"] == worker.log
 
 
+def gone_within(pid: int, seconds: float) -> bool:
+    """A SIGKILLed process may take a moment to die on a loaded machine; a zombie counts as dead."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                return True
+        except psutil.NoSuchProcess:
+            return True
+        time.sleep(0.05)
+    return False
+
+
 @pytest.mark.parametrize("use_psutil", [True, False], ids=["psutil", "without-psutil"])
 def test_cancel_kills_the_whole_process_tree(use_psutil):
     """Stock Slicer has no psutil: the process-group kill must reach the grandchild too."""
@@ -88,8 +102,7 @@ def test_cancel_kills_the_whole_process_tree(use_psutil):
     grandchild = int(lines[0])
     worker.cancel(use_psutil=use_psutil)
     assert worker.wait(timeout=10) != 0 and worker.cancelled
-    assert (not psutil.pid_exists(grandchild)
-            or psutil.Process(grandchild).status() == psutil.STATUS_ZOMBIE)
+    assert gone_within(grandchild, seconds=5)
     message = failure_message(worker.returncode, worker.log, worker.cancelled)
     assert message == "Cancelled; nothing was changed."
 

@@ -11,6 +11,7 @@ from WMHDomainAdaptLib.errors import InputError
 from WMHDomainAdaptLib.inference import segment
 from WMHDomainAdaptLib.model import WMHNet
 from WMHDomainAdaptLib.modelfile import build_metadata, load_model, save_model
+from WMHDomainAdaptLib.network_input import InputSpec
 from WMHDomainAdaptLib.preprocess import PreprocessConfig
 from WMHDomainAdaptLib.training import TrainConfig, train_network
 
@@ -24,7 +25,8 @@ def trained(tmp_path_factory):
     torch.manual_seed(0)
     network = WMHNet()
     config = TrainConfig(patch_size=32, batch_size=32, epochs=6, steps_per_epoch=8, patience=6)
-    result = train_network(network, cases[:3], cases[3:], config, torch.device("cpu"))
+    result = train_network(network, InputSpec.of(PREPROCESSING), cases[:3], cases[3:], config,
+                           torch.device("cpu"))
     path = save_model(folder / "model.safetensors", network,
                       build_metadata(network, PREPROCESSING, 0.5, {"domain": "phantom"}))
     return result, path
@@ -45,7 +47,7 @@ def test_training_is_deterministic_for_a_seed(tmp_path):
         network = WMHNet()
         torch.manual_seed(123)
         network.reset_parameters()
-        train_network(network, cases[:1], cases[1:], config, torch.device("cpu"))
+        train_network(network, InputSpec.of(PREPROCESSING), cases[:1], cases[1:], config, torch.device("cpu"))
         states.append(network.state_dict())
     assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
 

@@ -59,7 +59,7 @@ def bench_segment(args: argparse.Namespace) -> None:
     device = resolve_device(args.device)
     model = load_model(args.model, device)
     case = load_cases(args.cases)[0]
-    predict_probability(model.network, _warm_input(model, case), device)  # one-time start-up
+    predict_probability(model.network, model.input_spec, _warm_input(model, case), device)  # start-up
     rows = []
     for _ in range(args.repeats):
         times = {}

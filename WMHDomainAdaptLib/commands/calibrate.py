@@ -55,10 +55,10 @@ def run(args: argparse.Namespace) -> int:
     evidence, used = [], []
     for index, case in enumerate(cases):
         prepared = prepare_case(case, model.preprocess_config, need_label=True)
-        check_channels(model, prepared.input_channels, case.case_id)
+        check_channels(model, prepared)
         lesion = prepared.label == 1
         if lesion.any():
-            probability = predict_probability(model.network, prepared, device)
+            probability = predict_probability(model.network, model.input_spec, prepared, device)
             evidence.append(scan_evidence(probability, model.flair_of(prepared.image), prepared.label,
                                           args.core_probability, DEFAULTS.min_core_voxels))
             used.append(case.case_id)

@@ -13,7 +13,7 @@ from ..devices import resolve_device
 from ..errors import InputError
 from ..model import Architecture, WMHNet, seeded_network, with_input_channels
 from ..modelfile import MODEL_SUFFIX, build_metadata, file_sha256, load_model, save_model
-from ..network_input import input_channel_names
+from ..network_input import InputSpec, input_channel_names
 from ..outputs import check_outputs, check_suffix
 from ..preprocess import PreprocessConfig
 from ..training import TrainConfig, choose_threshold, train_network
@@ -137,11 +137,13 @@ def run(args: argparse.Namespace) -> int:
         save_model(out, snapshot, build_metadata(snapshot, preprocessing, 0.5, status, parent_sha256),
                    overwrite=True)
 
-    result = train_network(network, train_cases, val_cases, config, device, progress, on_improve=checkpoint)
+    spec = InputSpec.of(preprocessing)
+    result = train_network(network, spec, train_cases, val_cases, config, device, progress,
+                           on_improve=checkpoint)
     if result.best_epoch == 0:
         print("stopped before the first epoch ended: no model written")
         return 130
-    threshold, val_dice = choose_threshold(network, val_cases, device)
+    threshold, val_dice = choose_threshold(network, spec, val_cases, device)
     training = {
         **summary, "status": "interrupted: best model so far" if result.interrupted else "complete",
         "epochs_run": result.epochs_run, "best_epoch": result.best_epoch,

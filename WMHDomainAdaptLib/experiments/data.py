@@ -53,7 +53,6 @@ def geometry_image(size, spacing, origin, direction) -> sitk.Image:
 def save_prepared(path: Path, case: PreparedCase, fingerprint: str) -> None:
     reference = case.reference
     arrays = {"image": case.image, "brain_mask": case.brain_mask, "fingerprint": np.array(fingerprint),
-              "context_slices": np.array(case.context_slices),
               "size": np.array(reference.GetSize()), "spacing": np.array(reference.GetSpacing()),
               "origin": np.array(reference.GetOrigin()), "direction": np.array(reference.GetDirection())}
     if case.label is not None:
@@ -74,8 +73,7 @@ def load_prepared(path: Path, case_id: str, fingerprint: str) -> PreparedCase | 
             reference = geometry_image(stored["size"], stored["spacing"], stored["origin"],
                                        stored["direction"])
             label = stored["label"] if "label" in stored.files else None
-            return PreparedCase(case_id, stored["image"], stored["brain_mask"], label, reference,
-                                int(stored["context_slices"]))
+            return PreparedCase(case_id, stored["image"], stored["brain_mask"], label, reference)
     except (OSError, ValueError, KeyError):
         return None
 

@@ -17,21 +17,22 @@ from ..cases import PreparedCase
 from ..decision import Cut, decide
 from ..inference import predict_probability
 from ..metrics import evaluate_arrays, summarize
+from ..network_input import InputSpec
 from ..progress import CancelToken
 
 FlairOf = Callable[[np.ndarray], np.ndarray]  # a prepared case's channels -> its normalized FLAIR
 CASE_METRICS = ("dsc", "hd95", "avd", "recall", "precision", "f1", "ref_ml", "pred_ml", "overlap_ml")
 
 
-def evaluate_cases(network: torch.nn.Module, cut: Cut, cases: list[PreparedCase], device: torch.device,
-                   flair_of: FlairOf, cancel: CancelToken | None = None) -> list[dict]:
+def evaluate_cases(network: torch.nn.Module, spec: InputSpec, cut: Cut, cases: list[PreparedCase],
+                   device: torch.device, flair_of: FlairOf, cancel: CancelToken | None = None) -> list[dict]:
     """Per-case metrics of a network whose probabilities are cut by `cut` (a fixed threshold, or a
     calibrated model's per-scan rule), as `segment` would cut them."""
     rows = []
     for case in cases:
         if cancel is not None:
             cancel.check()
-        probability = predict_probability(network, case, device)
+        probability = predict_probability(network, spec, case, device)
         mask = decide(probability, flair_of(case.image), cut, case.spacing_xyz).mask
         metrics = evaluate_arrays(mask, case.label, case.spacing_xyz, case.case_id)
         rows.append({"case_id": case.case_id, **{name: metrics[name] for name in CASE_METRICS}})

@@ -124,8 +124,9 @@ def train_run(space: Workspace, spec: RunSpec, cancel: CancelToken | None) -> Tr
     recipe: AdaptConfig = space.config.scratch if spec.setting == SCRATCH else space.config.adapt
     recipe = recipe.replace(seed=spec.seed)
     start = scratch_network(space.source, spec.seed) if spec.setting == SCRATCH else space.source.network
-    network, result, threshold, cached = fine_tune(start, scans, spec.tune_layers, recipe, space.device,
-                                                   cancel=cancel, tune_first=spec.setting == FIRST_LAYERS)
+    network, result, threshold, cached = fine_tune(start, space.source.input_spec, scans, spec.tune_layers,
+                                                   recipe, space.device, cancel=cancel,
+                                                   tune_first=spec.setting == FIRST_LAYERS)
     if result.interrupted:
         raise Cancelled(f"{spec.describe()} interrupted; it reruns on the next start")
     return Trained(network, FixedCut(threshold), result.best_val_dice, result.best_epoch, result.epochs_run,
@@ -137,8 +138,8 @@ def execute(space: Workspace, spec: RunSpec, cancel: CancelToken | None) -> None
     began = time.monotonic()
     trained = train_run(space, spec, cancel)
     train_s = time.monotonic() - began
-    case_rows = evaluate_cases(trained.network, trained.cut, space.tests[spec.test_set], space.device,
-                               space.source.flair_of, cancel)
+    case_rows = evaluate_cases(trained.network, space.source.input_spec, trained.cut,
+                               space.tests[spec.test_set], space.device, space.source.flair_of, cancel)
     key = dict(zip(KEY_COLUMNS, spec.key))
     row = {**key, "seed": spec.seed, "test_set": spec.test_set, "n_test": len(case_rows),
            "scans": ";".join(space.pool[i].case_id for i in spec.scan_indices),

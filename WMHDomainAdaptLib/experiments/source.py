@@ -15,7 +15,7 @@ import torch
 from ..errors import Cancelled
 from ..model import Architecture, seeded_network
 from ..modelfile import LoadedModel, build_metadata, load_model, save_model
-from ..network_input import input_channel_names
+from ..network_input import InputSpec
 from ..progress import CancelToken, ProgressCallback
 from ..training import choose_threshold, train_network
 from .config import ExperimentConfig
@@ -46,12 +46,12 @@ def train_source_model(config: ExperimentConfig, root: Path, out: Path, device: 
     val = load_prepared_set(root, config.data.source_val, config.preprocess, cache, "source_val",
                             progress, cancel)
     recipe = dataclasses.replace(config.source_training, seed=config.seed)
-    network = seeded_network(Architecture(in_channels=len(input_channel_names(config.preprocess))),
-                             config.seed)
-    result = train_network(network, train, val, recipe, device, progress, cancel)
+    spec = InputSpec.of(config.preprocess)
+    network = seeded_network(Architecture(in_channels=spec.size), config.seed)
+    result = train_network(network, spec, train, val, recipe, device, progress, cancel)
     if result.interrupted:
         raise Cancelled("source training interrupted; it restarts on the next run")
-    threshold, val_dice = choose_threshold(network, val, device)
+    threshold, val_dice = choose_threshold(network, spec, val, device)
     training = {"kind": "from_scratch", "domain": "source", "n_cases": len(train),
                 "case_ids": [c.case_id for c in train], "config": recipe.to_dict(),
                 "best_epoch": result.best_epoch, "epochs_run": result.epochs_run,

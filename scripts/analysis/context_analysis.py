@@ -74,7 +74,8 @@ def main() -> None:
     if model.preprocess_config.context_slices:
         raise SystemExit("this asks whether a 2D model lacks context: give a model without --context-slices")
     cases = prepare_cases(load_datasets(args.cases), model.preprocess_config, need_label=True)
-    probabilities = [predict_probability(model.network, c, torch.device("cpu")) for c in cases]
+    cpu = torch.device("cpu")
+    probabilities = [predict_probability(model.network, model.input_spec, c, cpu) for c in cases]
     decisions = [decide(p, model.flair_of(c.image), model.cut, c.spacing_xyz).mask
                  for p, c in zip(probabilities, cases)]
     errors = sum(error_split(d, c.label) for d, c in zip(decisions, cases))

@@ -46,7 +46,7 @@ def with_itk_n4(t1: sitk.Image, flair: sitk.Image, ours: pp.Preprocessed,
     arrays = {"t1": itk_n4_correct(t1_on_grid, ours.brain_mask, config),
               "flair": itk_n4_correct(flair, ours.brain_mask, config)}
     image = np.stack([pp.zscore(arrays[name], ours.brain_mask, config.clip) for name in config.channels])
-    return pp.Preprocessed(image, ours.brain_mask, flair, config.context_slices)
+    return pp.Preprocessed(image, ours.brain_mask, flair)
 
 
 def main() -> None:
