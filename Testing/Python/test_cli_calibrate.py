@@ -48,8 +48,8 @@ def test_calibrate_writes_a_new_file_with_the_rule_its_scans_and_its_parent(work
     rule = ScanThreshold.from_dict(metadata["scan_threshold"])
     assert rule.core_probability == 0.3
     assert metadata["calibration"]["case_ids"] == [case.case_id for case in cases[3:]]
-    assert metadata["calibration"]["mean_dice_scan_threshold"] >= metadata["calibration"][
-        "mean_dice_fixed_threshold"]
+    # (the rule's in-sample Dice beats the fixed threshold's by construction of the fit, so it is not
+    # asserted here; test_behaviour_claims plants a contrast dependence and checks it out of sample)
     assert metadata["parent_sha256"] == file_sha256(model)
     assert metadata["training"] == read_metadata(model)["training"]
     parent, child = load_model(model).network.state_dict(), load_model(calibrated).network.state_dict()

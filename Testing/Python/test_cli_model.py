@@ -128,7 +128,7 @@ def test_adapt_with_auto_layers_says_what_it_chose_and_records_the_parent(worksp
     printed = capsys.readouterr().out
     assert "--tune-layers auto: 2 labelled scan(s)" in printed
     metadata = read_metadata(out)
-    assert metadata["training"]["n_cases"] == 2 and metadata["parent_sha256"]
+    assert metadata["training"]["n_cases"] == 2 and metadata["parent_sha256"] == file_sha256(model)
 
 
 def test_train_init_from_a_2d_model_adds_context_and_starts_from_its_weights(workspace, tmp_path):
@@ -188,9 +188,10 @@ def test_adapt_onto_the_parent_model_is_refused(workspace, capsys):
 
 def test_train_refuses_to_overwrite_an_existing_model(workspace, capsys):
     root, _, model = workspace
+    before = model.read_bytes()
     assert main(["train", "--train", str(root / "train.csv"), "--val", str(root / "val.csv"),
                  "--out", str(model), *FAST_TRAIN]) == 2
-    assert "already exists" in capsys.readouterr().err
+    assert "already exists" in capsys.readouterr().err and model.read_bytes() == before
 
 
 @pytest.mark.parametrize("option, value, message", [

@@ -49,6 +49,7 @@ def test_metadata_records_architecture_channels_and_provenance(saved):
     assert len(metadata["layer_table"]) == 15
     assert metadata["frozen_layers"] == 12 and metadata["tune_layers"] == 3
     assert {"library_version", "created", "parent_sha256", "training", "format_version"} <= set(metadata)
+    assert metadata["parent_sha256"] is None  # from scratch (adapted: test_adaptation)
 
 
 def test_existing_model_is_never_overwritten_unless_asked(saved):

@@ -5,6 +5,7 @@ on phantom scans and a tiny untrained network, so each run takes seconds on a CP
 """
 
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -123,10 +124,16 @@ def test_cancelled_adaptation_changes_nothing(mrml, scan, source, tmp_path):
     fill_wmh_segmentation(mrml.scene, corrected, label, flair_node)
     adaptation_set = AdaptationSet(tmp_path / "set")
     add_case_from_nodes(mrml.scene, adaptation_set, t1_node, flair_node, corrected)
-    job = prepare_adapt(adaptation_set, source, PYTHON, tmp_path / "work", 2, "cpu", QUICK)
+    slow = ["--epochs", "50", "--patches-per-case", "64"]  # long enough to be stopped while training
+    job = prepare_adapt(adaptation_set, source, PYTHON, tmp_path / "work", 2, "cpu", slow)
     worker = WorkerProcess(job.command, job.env)
+    deadline = time.monotonic() + 120
+    while not any(line.startswith("PROGRESS task=train") for line in worker.log):
+        assert not worker.finished and time.monotonic() < deadline, "\n".join(worker.log[-5:])
+        worker.drain()
+        time.sleep(0.05)
 
-    worker.cancel()
+    worker.cancel()  # midway: the library's training loop is running
     worker.wait(timeout=30)
 
     with pytest.raises(WorkerFailed, match="Cancelled; nothing was changed"):
