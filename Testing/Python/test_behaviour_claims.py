@@ -8,18 +8,34 @@ reaches the library's cancel path; an in-sample rule beats the fixed threshold b
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
+import time
+
 import numpy as np
 import pytest
+import SimpleITK as sitk
 import torch
 from phantom import save_tiny_model, write_phantom_case
 
-from WMHDomainAdaptLib.adaptation import AdaptConfig, adapt, fine_tune
-from WMHDomainAdaptLib.cases import prepare_cases
+from WMHDomainAdaptLib.adaptation import (
+    AdaptConfig,
+    adapt,
+    draw_training_patches,
+    fine_tune,
+    held_out_slices,
+    is_validation_slice,
+)
+from WMHDomainAdaptLib.cases import PreparedCase, prepare_cases
+from WMHDomainAdaptLib.cli import main
+from WMHDomainAdaptLib.dataset import write_manifest
 from WMHDomainAdaptLib.decision import THRESHOLD_CANDIDATES, best_threshold
 from WMHDomainAdaptLib.errors import Cancelled
 from WMHDomainAdaptLib.metrics import pooled_dice
 from WMHDomainAdaptLib.model import DEPTH
 from WMHDomainAdaptLib.modelfile import load_model
+from WMHDomainAdaptLib.network_input import InputSpec
 from WMHDomainAdaptLib.scan_threshold import THRESHOLD_GRID, ScanEvidence, fit_scan_threshold
 from WMHDomainAdaptLib.training import masked_bce
 
@@ -42,8 +58,9 @@ def test_tuning_the_first_layers_leaves_every_deeper_layer_and_its_statistics_bi
     statistics move, changes them."""
     model = load_model(source)
     prepared = prepare_cases(scans, model.preprocess_config, need_label=True)
-    tuned, _, _, _ = fine_tune(model.network, model.input_spec, prepared, 3, QUICK, torch.device("cpu"),
-                               tune_first=True)
+    tuned, _, _, _ = fine_tune(
+        model.network, model.input_spec, prepared, 3, QUICK, torch.device("cpu"), tune_first=True
+    )
     before, after = model.network.state_dict(), tuned.state_dict()
     for name, value in before.items():
         layer = int(name.split(".")[1])
@@ -57,8 +74,16 @@ def test_a_library_adaptation_cancelled_midway_raises_and_writes_nothing(source,
     cancel, seen = CancelAfterFirstEpoch(), []
     out = tmp_path / "adapted.safetensors"
     with pytest.raises(Cancelled):
-        adapt(source, scans, out, tune_layers=2, device="cpu", config=QUICK,
-              progress=lambda event: (seen.append(event.task), cancel(event)), cancel=cancel)
+        adapt(
+            source,
+            scans,
+            out,
+            tune_layers=2,
+            device="cpu",
+            config=QUICK,
+            progress=lambda event: (seen.append(event.task), cancel(event)),
+            cancel=cancel,
+        )
     assert "train" in seen  # the cancel came during training, not before it
     assert not out.exists() and not list(tmp_path.iterdir())
 
@@ -66,6 +91,7 @@ def test_a_library_adaptation_cancelled_midway_raises_and_writes_nothing(source,
 class CancelAfterFirstEpoch:
     def __init__(self):
         from WMHDomainAdaptLib.progress import CancelToken
+
         self.token = CancelToken()
 
     def __call__(self, event) -> None:
@@ -119,3 +145,108 @@ def test_the_rule_fit_recovers_a_contrast_dependence_planted_in_the_evidence():
     rule_dice = np.mean([s.dice_at[c] for s, c in zip(held_out, columns)])
     fixed_dice = np.mean([s.dice_at[int(np.argmin(np.abs(THRESHOLD_GRID - 0.5)))] for s in held_out])
     assert rule_dice > fixed_dice + 0.2
+
+
+def test_adaptation_is_deterministic_for_a_seed(source, scans, tmp_path):
+    runs = []
+    for name in ("first", "second"):
+        torch.manual_seed(len(name))  # whatever ran before must not decide the result
+        result = adapt(
+            source, scans, tmp_path / f"{name}.safetensors", tune_layers=3, device="cpu", config=QUICK
+        )
+        runs.append(load_model(result.path).network.state_dict())
+    assert all(torch.equal(runs[0][key], runs[1][key]) for key in runs[0])
+
+
+def test_training_on_from_a_model_is_deterministic_for_a_seed(source, scans, tmp_path):
+    manifest = write_manifest(scans, tmp_path / "cases.csv")
+    weights = []
+    for name in ("first", "second"):
+        torch.manual_seed(len(name))
+        assert (
+            main(
+                [
+                    "train",
+                    "--train",
+                    str(manifest),
+                    "--val",
+                    str(manifest),
+                    "--init-from",
+                    str(source),
+                    "--out",
+                    str(tmp_path / f"{name}.safetensors"),
+                    "--epochs",
+                    "1",
+                    "--steps-per-epoch",
+                    "2",
+                    "--batch-size",
+                    "8",
+                    "--patch-size",
+                    "32",
+                    "--device",
+                    "cpu",
+                    "--threads",
+                    "1",
+                ]
+            )
+            == 0
+        )
+        weights.append(load_model(tmp_path / f"{name}.safetensors").network.state_dict())
+    assert all(torch.equal(weights[0][key], weights[1][key]) for key in weights[0])
+
+
+def test_training_stopped_with_ctrl_c_keeps_its_best_model_so_far(scans, tmp_path):
+    manifest = write_manifest(scans, tmp_path / "cases.csv")
+    out = tmp_path / "model.safetensors"
+    command = [
+        sys.executable,
+        "-m",
+        "WMHDomainAdaptLib",
+        "train",
+        "--train",
+        str(manifest),
+        "--val",
+        str(manifest),
+        "--out",
+        str(out),
+        "--epochs",
+        "500",
+        "--steps-per-epoch",
+        "2",
+        "--batch-size",
+        "8",
+        "--patch-size",
+        "32",
+        "--no-n4",
+        "--device",
+        "cpu",
+        "--threads",
+        "1",
+    ]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 120
+    while not out.exists():  # the checkpoint of the first epoch
+        assert process.poll() is None and time.monotonic() < deadline, process.stdout.read()
+        time.sleep(0.1)
+    process.send_signal(signal.SIGINT)
+    assert process.wait(timeout=60) == 130
+    training = load_model(out).metadata["training"]
+    assert training["status"] == "interrupted: best model so far" and training["interrupted"]
+    assert 1 <= training["best_epoch"] < 500
+
+
+def test_validation_slices_are_never_trained_on():
+    """Adaptation holds out every 5th slice; a training patch never comes from one of them."""
+    depth, size = 20, 24
+    image = np.ones((2, depth, size, size), np.float32)
+    held_out = is_validation_slice(np.arange(depth), QUICK.validation_every)
+    image[:, held_out] = 1000.0  # a marker only the held-out slices carry
+    label = np.zeros((depth, size, size), np.uint8)
+    label[:, 10:14, 10:14] = 1
+    case = PreparedCase(
+        "marked", image, np.ones(label.shape, bool), label, sitk.Image(size, size, depth, sitk.sitkUInt8)
+    )
+    images, _ = draw_training_patches([case], InputSpec(("t1", "flair")), QUICK, np.random.default_rng(0))
+    assert len(images) and not (images == 1000.0).any()
+    validation = held_out_slices([case], InputSpec(("t1", "flair")), QUICK.validation_every)
+    assert all((group == 1000.0)[:, :, 8:16, 8:16].all() for group, _ in validation)
