@@ -17,7 +17,7 @@ python="$repo/.venv/bin/python"
 
 declare -A TESTS=(
   [lesions]="test_lesions.py test_metrics.py"
-  [decision]="test_behaviour_claims.py::test_the_threshold_chosen_on_validation_is_the_one_with_the_highest_pooled_dice test_scan_threshold.py test_training_and_inference.py test_lesions.py"
+  [decision]="test_decision.py test_behaviour_claims.py::test_the_threshold_chosen_on_validation_is_the_one_with_the_highest_pooled_dice test_scan_threshold.py test_lesions.py"
   [scan_threshold]="test_scan_threshold.py test_behaviour_claims.py::test_the_rule_fit_recovers_a_contrast_dependence_planted_in_the_evidence test_model_metadata.py"
   [metrics]="test_metrics.py test_evaluate_cli.py test_lesions.py"
   [training]="test_behaviour_claims.py test_training_and_inference.py test_cli_model.py"
