@@ -16,8 +16,9 @@ def probabilities() -> np.ndarray:
 
 
 def test_a_fixed_cut_keeps_the_voxels_at_or_above_it_and_counts_their_lesions():
-    decision = decide(probabilities(), np.zeros((3, 6, 6)), FixedCut(0.5), (1.0, 1.0, 1.0))
-    assert decision.threshold == 0.5 and decision.lesion_count == 2  # the default keeps 1-voxel lesions
+    eighth = (0.5, 0.5, 0.5)  # 0.125 mm3 voxels: the default keeps even a lesion of one of them
+    decision = decide(probabilities(), np.zeros((3, 6, 6)), FixedCut(0.5), eighth)
+    assert decision.threshold == 0.5 and decision.lesion_count == 2
     expected = np.zeros((3, 6, 6), bool)
     expected[1, 1, 1] = True
     expected[1, 4:6, 4:6] = True
