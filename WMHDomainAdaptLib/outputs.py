@@ -8,7 +8,6 @@ where they are read (`dataset.check_case_id`), so per-case outputs stay inside t
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -17,10 +16,14 @@ from .errors import InputError
 VOLUME_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha")  # 3D formats ITK writes in one file
 
 
-def _same_file(a: Path, b: Path) -> bool:
-    if a.exists() and b.exists():
-        return os.path.samefile(a, b)
-    return a.resolve() == b.resolve()
+def _identity(path: Path) -> tuple:
+    """What makes two paths one file: device and inode where it exists (links, `..`), else the
+    resolved path. Sets of these keep the check linear for a cohort of many thousand cases."""
+    try:
+        status = path.stat()
+        return ("inode", status.st_dev, status.st_ino)
+    except OSError:
+        return ("path", str(path.resolve()))
 
 
 def check_volume_suffix(path: str | Path) -> Path:
@@ -39,13 +42,13 @@ def check_suffix(path: str | Path, suffix: str) -> Path:
 
 def check_outputs(outputs: Sequence[str | Path], inputs: Iterable[str | Path | None]) -> None:
     """Refuse an output that is an input or that another output also names."""
-    outputs = [Path(p) for p in outputs]
-    inputs = [Path(p) for p in inputs if p is not None]
-    for index, output in enumerate(outputs):
-        for source in inputs:
-            if _same_file(output, source):
-                raise InputError(output, "is also an input; writing it would destroy that input "
-                                         "(choose another output name)")
-        for other in outputs[index + 1:]:
-            if _same_file(output, other):
-                raise InputError(output, "is named for two outputs; each output needs its own file")
+    input_ids = {_identity(Path(p)) for p in inputs if p is not None}
+    seen: set[tuple] = set()
+    for output in map(Path, outputs):
+        identity = _identity(output)
+        if identity in input_ids:
+            raise InputError(output, "is also an input; writing it would destroy that input "
+                                     "(choose another output name)")
+        if identity in seen:
+            raise InputError(output, "is named for two outputs; each output needs its own file")
+        seen.add(identity)
