@@ -158,71 +158,27 @@ def test_adaptation_is_deterministic_for_a_seed(source, scans, tmp_path):
     assert all(torch.equal(runs[0][key], runs[1][key]) for key in runs[0])
 
 
+SMALL_TRAINING = ["--steps-per-epoch", "2", "--batch-size", "8", "--patch-size", "32", "--device", "cpu",
+                  "--threads", "1"]
+
+
 def test_training_on_from_a_model_is_deterministic_for_a_seed(source, scans, tmp_path):
     manifest = write_manifest(scans, tmp_path / "cases.csv")
     weights = []
     for name in ("first", "second"):
         torch.manual_seed(len(name))
-        assert (
-            main(
-                [
-                    "train",
-                    "--train",
-                    str(manifest),
-                    "--val",
-                    str(manifest),
-                    "--init-from",
-                    str(source),
-                    "--out",
-                    str(tmp_path / f"{name}.safetensors"),
-                    "--epochs",
-                    "1",
-                    "--steps-per-epoch",
-                    "2",
-                    "--batch-size",
-                    "8",
-                    "--patch-size",
-                    "32",
-                    "--device",
-                    "cpu",
-                    "--threads",
-                    "1",
-                ]
-            )
-            == 0
-        )
-        weights.append(load_model(tmp_path / f"{name}.safetensors").network.state_dict())
+        out = tmp_path / f"{name}.safetensors"
+        assert main(["train", "--train", str(manifest), "--val", str(manifest), "--init-from", str(source),
+                     "--out", str(out), "--epochs", "1", *SMALL_TRAINING]) == 0
+        weights.append(load_model(out).network.state_dict())
     assert all(torch.equal(weights[0][key], weights[1][key]) for key in weights[0])
 
 
 def test_training_stopped_with_ctrl_c_keeps_its_best_model_so_far(scans, tmp_path):
     manifest = write_manifest(scans, tmp_path / "cases.csv")
     out = tmp_path / "model.safetensors"
-    command = [
-        sys.executable,
-        "-m",
-        "WMHDomainAdaptLib",
-        "train",
-        "--train",
-        str(manifest),
-        "--val",
-        str(manifest),
-        "--out",
-        str(out),
-        "--epochs",
-        "500",
-        "--steps-per-epoch",
-        "2",
-        "--batch-size",
-        "8",
-        "--patch-size",
-        "32",
-        "--no-n4",
-        "--device",
-        "cpu",
-        "--threads",
-        "1",
-    ]
+    command = [sys.executable, "-m", "WMHDomainAdaptLib", "train", "--train", str(manifest), "--val",
+               str(manifest), "--out", str(out), "--epochs", "500", "--no-n4", *SMALL_TRAINING]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.monotonic() + 120
     while not out.exists():  # the checkpoint of the first epoch
