@@ -18,7 +18,7 @@ echo "vermin: nothing newer than Python 3.9"
 
 TORCH_FREE=(test_dataset.py test_evaluate_cli.py test_io.py test_metrics.py test_n4.py test_preprocess.py
             test_scan_threshold.py test_synth.py test_slicer_module_files.py test_slicer_worker.py)
-MRML=(test_slicer_adaptation_set.py test_slicer_volumes.py)
+MRML=(test_slicer_adaptation_set.py test_slicer_volumes.py test_slicer_gui_imports.py)
 PACKAGES=(numpy SimpleITK safetensors scipy nilearn pytest psutil)
 MRML_PACKAGES=("slicer-core==5.13.31053.0" "vtk==9.6.2" "slicerio>=1.0")
 
