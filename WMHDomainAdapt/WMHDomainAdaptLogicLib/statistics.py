@@ -38,9 +38,10 @@ class StatisticsRow:
 def segmentation_statistics(scene, segmentation_node, flair_node=None):
     """Volume and lesion count of the WMH segment as it is now, on its FLAIR's grid; None without one."""
     flair_node = flair_node or flair_of(segmentation_node)
-    if flair_node is None or wmh_segment_id(segmentation_node) is None:
+    segment_id = wmh_segment_id(segmentation_node)
+    if flair_node is None or segment_id is None:
         return None
-    mask = segment_to_flair_labelmap(scene, segmentation_node, flair_node, wmh_segment_id(segmentation_node))
+    mask = segment_to_flair_labelmap(scene, segmentation_node, flair_node, segment_id)
     return lesion_statistics(mask, flair_node.GetSpacing())
 
 
