@@ -6,12 +6,11 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..cases import prepare_case
+from ..cohort import Settings, segment_cohort, segment_job
+from ..cohort_log import Job
 from ..dataset import Case, load_cases
 from ..devices import resolve_device
 from ..errors import InputError
-from ..inference import segment_prepared, warn_if_far_spacing
-from ..io import write_image
 from ..modelfile import load_model
 from ..outputs import check_outputs, check_volume_suffix
 from ..progress import ProgressTracker
@@ -33,52 +32,76 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--write-prob", action="store_true", help="batch: also write probabilities")
     parser.add_argument("--min-lesion-mm3", type=at_least(0.0, float), default=0.0,
                         help="drop predicted lesions smaller than this volume")
+    parser.add_argument("--cluster", help="batch on Dask: local:N (N worker processes here), "
+                                          "tcp://HOST:PORT (a running scheduler) or a .yaml cluster file; "
+                                          "resumable: finished cases are recorded in --out-dir")
     add_device_argument(parser)
     add_progress_argument(parser)
 
 
-def jobs_from_args(args: argparse.Namespace) -> list[tuple[Case, Path, Path | None]]:
-    """(case, mask path, probability path) for each case to segment; outputs checked against inputs."""
+def jobs_from_args(args: argparse.Namespace) -> list[Job]:
+    """The cases to segment and their output paths, checked against the inputs."""
     jobs = _jobs(args)
-    outputs = [path for _, mask, prob in jobs for path in (mask, prob) if path is not None]
-    inputs = [path for case, _, _ in jobs for path in (case.t1, case.flair, case.label, case.mask)]
+    outputs = [path for job in jobs for path in job.outputs.values()]
+    inputs = [path for job in jobs for path in (job.case.t1, job.case.flair, job.case.label, job.case.mask)]
     check_outputs(outputs, inputs + [Path(args.model)])
     for path in outputs:
         check_volume_suffix(path)
     return jobs
 
 
-def _jobs(args: argparse.Namespace) -> list[tuple[Case, Path, Path | None]]:
+def _jobs(args: argparse.Namespace) -> list[Job]:
     if args.cases:
         if not args.out_dir:
             raise InputError("--out-dir", "batch segmentation (--cases) needs --out-dir")
         out_dir = Path(args.out_dir)
-        return [(case, out_dir / f"{case.case_id}_wmh_pred.nii.gz",
-                 out_dir / f"{case.case_id}_wmh_prob.nii.gz" if args.write_prob else None)
+        return [Job(case, out_dir / f"{case.case_id}_wmh_pred.nii.gz",
+                    out_dir / f"{case.case_id}_wmh_prob.nii.gz" if args.write_prob else None)
                 for case in load_cases(args.cases)]
+    if args.cluster:
+        raise InputError("--cluster", "distributes a batch: give --cases and --out-dir")
     if not (args.t1 and args.flair and args.out):
         raise InputError(None, "give --t1, --flair and --out (or --cases and --out-dir)")
     case = Case(Path(args.flair).name.split(".")[0], Path(args.t1), Path(args.flair),
                 mask=Path(args.mask) if args.mask else None)
-    return [(case, Path(args.out), Path(args.prob) if args.prob else None)]
+    return [Job(case, Path(args.out), Path(args.prob) if args.prob else None)]
+
+
+def _report(case_id: str, figures: dict, mask_path: Path) -> None:
+    print(f"{case_id}: {figures['lesion_volume_ml']:.2f} mL in {figures['lesion_count']} lesion(s) "
+          f"at threshold {figures['threshold']:.2f} -> {mask_path}")
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.cluster:
+        return run_on_cluster(args)
     jobs = jobs_from_args(args)
     device = resolve_device(args.device)
     model = load_model(args.model, device)
     progress = progress_printer(args)
     tracker = ProgressTracker("cases", len(jobs), progress if len(jobs) > 1 else None)
-    for index, (case, mask_path, prob_path) in enumerate(jobs):
-        prepared = prepare_case(case, model.preprocess_config)
-        warning = warn_if_far_spacing(model, prepared.reference)
-        if warning:
-            print(f"{case.flair}: {warning}", file=sys.stderr)
-        result = segment_prepared(model, prepared, device, args.min_lesion_mm3)
-        write_image(result.mask, mask_path)
-        if prob_path is not None:
-            write_image(result.probability, prob_path)
-        print(f"{case.case_id}: {result.lesion_volume_ml:.2f} mL in {result.lesion_count} lesion(s) "
-              f"at threshold {result.threshold:.2f} -> {mask_path}")
-        tracker.update(index + 1, case.case_id)
+    for index, job in enumerate(jobs):
+        _report(job.case.case_id, segment_job(model, job, device, args.min_lesion_mm3), job.mask_path)
+        tracker.update(index + 1, job.case.case_id)
     return 0
+
+
+def run_on_cluster(args: argparse.Namespace) -> int:
+    """The batch as one Dask task per case; exit 1 when some cases failed (each reported)."""
+    from ..cluster import connect
+
+    jobs = jobs_from_args(args)
+    load_model(args.model, "cpu")  # a bad model file is one line here, not one per worker
+    with connect(args.cluster, args.threads) as (client, slots):
+        result = segment_cohort(client, slots, jobs, args.model, Path(args.out_dir),
+                                Settings(args.min_lesion_mm3, args.write_prob), args.device,
+                                progress_printer(args))
+    for record in result.records:
+        if record["status"] == "done":
+            _report(record["case_id"], record, Path(record["outputs"]["mask"]["path"]))
+        else:
+            print(f"{record['case_id']}: failed after {record['attempts']} attempt(s): {record['error']}",
+                  file=sys.stderr)
+    print(f"{len(result.records) - len(result.failed)} of {len(jobs)} cases done "
+          f"({result.skipped} from an earlier run), {len(result.failed)} failed -> {result.summary}")
+    return 1 if result.failed else 0
