@@ -29,6 +29,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="use this source model file instead of training one (overrides the config)")
     parser.add_argument("--report-only", action="store_true",
                         help="only rebuild report.md and the figures from the results table")
+    parser.add_argument("--cluster", help="run the grid on Dask: local:N, tcp://HOST:PORT or a .yaml "
+                                          "cluster file (--out must be a folder all workers see)")
     add_device_argument(parser)
     add_progress_argument(parser)
 
@@ -62,7 +64,18 @@ def run(args: argparse.Namespace) -> int:
         config, path = load_config(args.config)
         if args.source_model is not None:
             config = with_source_model(config, str(Path(args.source_model).resolve()))
-        run_experiment(config, data_root(args, path), out, args.device, progress_printer(args))
+        if args.cluster:
+            run_on_cluster(args, config, data_root(args, path), out)
+        else:
+            run_experiment(config, data_root(args, path), out, args.device, progress_printer(args))
     for written in write_report(out):
         print(f"wrote {written}")
     return 0
+
+
+def run_on_cluster(args: argparse.Namespace, config, root: Path, out: Path) -> None:
+    from ..cluster import connect
+    from ..experiments.distributed import run_experiment_on_cluster
+
+    with connect(args.cluster, args.threads) as (client, slots):
+        run_experiment_on_cluster(client, slots, config, root, out, args.device, progress_printer(args))

@@ -47,15 +47,22 @@ CASE_COLUMNS = KEY_COLUMNS + ("case_id",) + CASE_METRICS
 
 @dataclass
 class Workspace:
-    """Everything a run needs, loaded once per experiment."""
+    """Everything a run needs, loaded once per experiment (and once per worker on a cluster)."""
 
     config: ExperimentConfig
     device: torch.device
     source: LoadedModel
     pool: list[PreparedCase]
     tests: dict[str, list[PreparedCase]]
-    results: RunTable
-    cases: RunTable
+
+
+@dataclass
+class RunRows:
+    """What one run adds to the results: its row and one row per test case."""
+
+    key: tuple
+    result: dict
+    cases: list[dict]
 
 
 @dataclass
@@ -97,9 +104,7 @@ def check_state(out: Path, config: ExperimentConfig, root: Path) -> None:
 
 def open_workspace(config: ExperimentConfig, root: Path, out: Path, device: str,
                    progress: ProgressCallback | None, cancel: CancelToken | None) -> Workspace:
-    out.mkdir(parents=True, exist_ok=True)
-    check_state(out, config, root)
-    results, cases = RunTable(out / RESULTS_FILE, RESULT_COLUMNS), RunTable(out / CASES_FILE, CASE_COLUMNS)
+    """The source model (trained now if need be) and the preprocessed sets, cached in `out`."""
     torch_device = resolve_device(device)
     source = obtain_source_model(config, root, out, torch_device, progress, cancel)
     preprocessing, cache = source.preprocess_config, out / "cache"
@@ -109,7 +114,11 @@ def open_workspace(config: ExperimentConfig, root: Path, out: Path, device: str,
     tests = {name: load_prepared_set(root, location, preprocessing, cache, name, progress, cancel,
                                      limit=config.max_test_cases)
              for name, location in named.items()}
-    return Workspace(config, torch_device, source, pool, tests, results, cases)
+    return Workspace(config, torch_device, source, pool, tests)
+
+
+def open_tables(out: Path) -> tuple[RunTable, RunTable]:
+    return RunTable(out / RESULTS_FILE, RESULT_COLUMNS), RunTable(out / CASES_FILE, CASE_COLUMNS)
 
 
 def scratch_network(source: LoadedModel, seed: int) -> torch.nn.Module:
@@ -133,8 +142,8 @@ def train_run(space: Workspace, spec: RunSpec, cancel: CancelToken | None) -> Tr
                    cached)
 
 
-def execute(space: Workspace, spec: RunSpec, cancel: CancelToken | None) -> None:
-    """Train (or adapt) one run, evaluate it on its test set, and write its rows."""
+def measure_run(space: Workspace, spec: RunSpec, cancel: CancelToken | None) -> RunRows:
+    """Train (or adapt) one run and evaluate it on its test set: its rows, not yet written."""
     began = time.monotonic()
     trained = train_run(space, spec, cancel)
     train_s = time.monotonic() - began
@@ -149,21 +158,39 @@ def execute(space: Workspace, spec: RunSpec, cancel: CancelToken | None) -> None
            "wall_s": round(time.monotonic() - began, 2), "device": str(space.device),
            "cached_features": trained.cached,
            "finished_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
-    space.cases.replace_run(spec.key, [{**key, **case} for case in case_rows])
-    space.results.replace_run(spec.key, [row])
+    return RunRows(spec.key, row, [{**key, **case} for case in case_rows])
+
+
+def record_run(out: Path, rows: RunRows) -> None:
+    """Write a run's rows, cases first: a run counts as done once its row is in the results."""
+    results, cases = open_tables(out)
+    cases.replace_run(rows.key, rows.cases)
+    results.replace_run(rows.key, [rows.result])
+
+
+def pending_runs(config: ExperimentConfig, out: Path, pool_size: int) -> tuple[list[RunSpec], int]:
+    """The runs of the grid not finished yet, and the grid's size."""
+    grid = build_grid(config, pool_size)
+    finished = open_tables(out)[0].keys()
+    return [spec for spec in grid if spec.key not in finished], len(grid)
+
+
+def prepare_experiment(config: ExperimentConfig, root: Path, out: Path, device: str,
+                       progress: ProgressCallback | None, cancel: CancelToken | None) -> Workspace:
+    out.mkdir(parents=True, exist_ok=True)
+    check_state(out, config, root)
+    return open_workspace(config, root, out, device, progress, cancel)
 
 
 def run_experiment(config: ExperimentConfig, root: str | Path, out: str | Path, device: str = "auto",
                    progress: ProgressCallback | None = None, cancel: CancelToken | None = None) -> Path:
     """Run every unfinished run of the grid; returns the results CSV. Safe to call again."""
     out = Path(out)
-    space = open_workspace(config, Path(root), out, device, progress, cancel)
-    grid = build_grid(config, len(space.pool))
-    finished = space.results.keys()
-    pending = [spec for spec in grid if spec.key not in finished]
+    space = prepare_experiment(config, Path(root), out, device, progress, cancel)
+    pending, grid_size = pending_runs(config, out, len(space.pool))
     tracker = ProgressTracker("runs", len(pending), progress, cancel)
     for index, spec in enumerate(pending):
-        execute(space, spec, cancel)
-        done = len(grid) - len(pending) + index + 1
-        tracker.update(index + 1, f"{spec.describe()} ({done}/{len(grid)} runs in the grid)")
+        record_run(out, measure_run(space, spec, cancel))
+        done = grid_size - len(pending) + index + 1
+        tracker.update(index + 1, f"{spec.describe()} ({done}/{grid_size} runs in the grid)")
     return out / RESULTS_FILE

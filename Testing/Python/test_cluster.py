@@ -1,4 +1,8 @@
-"""A cohort on a real Dask LocalCluster of two worker processes: same masks, resumable, failures contained."""
+"""Work on a real Dask LocalCluster of two worker processes.
+
+A cohort: the same masks as one process, resumable, failures contained. The study's grid: the
+same rows as one process, and a finished run never redone.
+"""
 
 import contextlib
 import json
@@ -10,7 +14,9 @@ from pathlib import Path
 
 import cloudpickle
 import pytest
+import torch
 from phantom import save_tiny_model, write_phantom_case
+from test_experiment import config_dict, phantom_root  # noqa: F401  (a fixture: the tiny two-domain data)
 
 from WMHDomainAdaptLib.cli import main
 from WMHDomainAdaptLib.cluster import connect
@@ -18,6 +24,10 @@ from WMHDomainAdaptLib.cohort import Settings, segment_cohort, segment_task
 from WMHDomainAdaptLib.cohort_log import LOG_FILE, SUMMARY_FILE, Job, ResultsLog
 from WMHDomainAdaptLib.dataset import write_manifest
 from WMHDomainAdaptLib.errors import Cancelled, InputError
+from WMHDomainAdaptLib.experiments.config import parse_config
+from WMHDomainAdaptLib.experiments.distributed import run_experiment_on_cluster
+from WMHDomainAdaptLib.experiments.runner import RESULTS_FILE, run_experiment
+from WMHDomainAdaptLib.experiments.table import read_rows, row_key
 from WMHDomainAdaptLib.modelheader import file_sha256
 
 pytest.importorskip("distributed")
@@ -204,3 +214,30 @@ def test_a_full_disk_stops_the_run_names_the_disk_and_keeps_the_finished_cases_r
 
 def _model_sha(cohort) -> str:
     return file_sha256(cohort["model"])
+
+
+TIMING_COLUMNS = {"train_s", "eval_s", "wall_s", "finished_utc"}
+
+
+def test_the_study_grid_on_two_workers_gives_the_rows_of_one_process_and_resumes_without_redoing(
+        cluster, phantom_root, tmp_path):  # noqa: F811
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as each of the two workers on two cores: the same arithmetic
+    try:
+        config = parse_config(config_dict())
+        run_experiment(config, phantom_root, tmp_path / "one", "cpu")
+        client, slots = cluster
+        run_experiment_on_cluster(client, slots, config, phantom_root, tmp_path / "two", "cpu")
+    finally:
+        torch.set_num_threads(threads)
+    one, two = ({row_key(row): row for row in read_rows(tmp_path / name / RESULTS_FILE)}
+                for name in ("one", "two"))
+    assert one.keys() == two.keys() and len(one) > 5
+    for key in one:
+        assert {c: v for c, v in one[key].items() if c not in TIMING_COLUMNS} == \
+               {c: v for c, v in two[key].items() if c not in TIMING_COLUMNS}, key
+    before = (tmp_path / "two" / RESULTS_FILE).read_bytes()
+    events = []
+    run_experiment_on_cluster(client, slots, config, phantom_root, tmp_path / "two", "cpu", events.append)
+    assert [event.total for event in events if event.task == "runs"] in ([], [0])  # nothing sent
+    assert (tmp_path / "two" / RESULTS_FILE).read_bytes() == before
