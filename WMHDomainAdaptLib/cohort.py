@@ -113,8 +113,10 @@ class _Run:
 
     def submit(self, job: Job, avoid: str | None = None) -> object:
         """Send a job; a retry goes to any worker but `avoid` where there is another."""
-        others = [address for address in self.client.scheduler_info()["workers"] if address != avoid]
-        future = self.submit_task(job, others if avoid and others else None)
+        others = None
+        if avoid:  # asks the scheduler: only for the few retries, not for every case of a cohort
+            others = [address for address in self.client.scheduler_info()["workers"] if address != avoid]
+        future = self.submit_task(job, others or None)
         self.jobs[future] = job
         return future
 

@@ -241,3 +241,11 @@ def test_the_study_grid_on_two_workers_gives_the_rows_of_one_process_and_resumes
     run_experiment_on_cluster(client, slots, config, phantom_root, tmp_path / "two", "cpu", events.append)
     assert [event.total for event in events if event.task == "runs"] in ([], [0])  # nothing sent
     assert (tmp_path / "two" / RESULTS_FILE).read_bytes() == before
+
+
+def test_bench_cohort_prints_the_single_process_and_each_worker_count(cohort, capsys):
+    assert main(["bench", "cohort", "--model", str(cohort["model"]), "--cases", str(cohort["manifest"]),
+                 "--workers", "1", "--threads", "1"]) == 0
+    printed = capsys.readouterr().out
+    assert f"cohort of {len(SEEDS)} scans" in printed and "single process" in printed
+    assert "local:1 (1 torch thread(s) a worker)" in printed and "ms a task" in printed

@@ -2,8 +2,10 @@
 
 `bench segment` times one scan end to end and splits the time into reading, preprocessing,
 inference and writing; `bench adapt` times an adaptation with and without the feature cache;
-`bench step` times one training step of the source recipe (what a training run repeats).
-Peak memory is the process's maximum resident set size.
+`bench step` times one training step of the source recipe (what a training run repeats);
+`bench cohort` segments a set of cases with today's single process and on 1, 2, ... local Dask
+workers, in one run, and prints scans per minute, the ratio, peak memory per worker and the
+overhead of a task. Peak memory is the process's maximum resident set size.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ HELP = "print speed and memory figures for segmentation and adaptation"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("what", choices=["segment", "adapt", "step"])
+    parser.add_argument("what", choices=["segment", "adapt", "step", "cohort"])
     parser.add_argument("--model", required=True, help="model file")
     parser.add_argument("--cases", help="manifest or folder; segment uses the first case, adapt the first "
                                         "--n cases (step needs none)")
@@ -42,6 +44,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tune-layers", type=at_least(1), default=3, help="adapt: K (default 3)")
     parser.add_argument("--repeats", type=at_least(1), default=3, help="segment: timed repeats (default 3); "
                                                                 "step: timed steps = 10 x repeats")
+    parser.add_argument("--workers", default="1,2", help="cohort: local worker counts to time (default 1,2)")
     add_device_argument(parser)
 
 
@@ -133,5 +136,9 @@ def bench_step(args: argparse.Namespace) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.what != "step" and not args.cases:
         raise InputError("--cases", f"bench {args.what} needs --cases")
+    if args.what == "cohort":
+        from ._bench_cohort import bench_cohort
+        bench_cohort(args)
+        return 0
     {"segment": bench_segment, "adapt": bench_adapt, "step": bench_step}[args.what](args)
     return 0
