@@ -13,8 +13,9 @@ import SimpleITK as sitk
 
 from .dataset import Case
 from .errors import InputError
-from .io import read_image, read_label, read_mask
+from .io import image_like, read_image, read_label, read_mask
 from .network_input import InputSpec
+from .orientation import Reorientation
 from .preprocess import PreprocessConfig, Preprocessed, preprocess
 from .progress import CancelToken, ProgressCallback, ProgressTracker
 
@@ -25,12 +26,24 @@ class PreparedCase:
     image: np.ndarray        # (channels, z, y, x) float32, normalized: the slices' own channels
     brain_mask: np.ndarray   # (z, y, x) bool
     label: np.ndarray | None  # (z, y, x) uint8 in {0, 1, 2}, or None
-    reference: sitk.Image    # the FLAIR (geometry of outputs)
+    reference: sitk.Image    # the FLAIR stored axially: the grid of the arrays above
+    orientation: Reorientation = Reorientation()  # from the input FLAIR's storage to `reference`
+    input_flair: sitk.Image | None = None  # the FLAIR as given, when not stored axially
 
     @classmethod
     def of(cls, case_id: str, prepared: Preprocessed, label: np.ndarray | None = None) -> PreparedCase:
-        """A preprocessed scan under its id, with its label where training or evaluation needs one."""
-        return cls(case_id, prepared.image, prepared.brain_mask, label, prepared.reference)
+        """A preprocessed scan under its id, with its label (on the input FLAIR's grid) where
+        training or evaluation needs one."""
+        if label is not None:
+            label = prepared.orientation.to_axial(label)
+        return cls(case_id, prepared.image, prepared.brain_mask, label, prepared.reference,
+                   prepared.orientation, prepared.input_flair)
+
+    def output_image(self, array: np.ndarray) -> sitk.Image:
+        """An array on the axial grid as an image on the input FLAIR's own grid, exact geometry."""
+        if self.input_flair is None:
+            return image_like(array, self.reference)
+        return self.orientation.input_image(array, self.input_flair)
 
     @property
     def spacing_xyz(self) -> tuple[float, float, float]:

@@ -17,7 +17,6 @@ from .cases import PreparedCase
 from .decision import decide
 from .devices import resolve_device
 from .errors import InputError
-from .io import image_like
 from .modelfile import LoadedModel
 from .network_input import InputSpec, context_offsets
 from .preprocess import preprocess
@@ -104,8 +103,7 @@ def segment_prepared(model: LoadedModel, case: PreparedCase, device: torch.devic
                                       cancel=cancel)
     decision = decide(probability, model.flair_of(case.image), model.cut, case.spacing_xyz, min_lesion_mm3)
     voxel_ml = float(np.prod(case.spacing_xyz)) / 1000.0
-    return Segmentation(image_like(probability, case.reference),
-                        image_like(decision.mask.astype(np.uint8), case.reference),
+    return Segmentation(case.output_image(probability), case.output_image(decision.mask.astype(np.uint8)),
                         float(decision.mask.sum()) * voxel_ml, decision.lesion_count, decision.threshold)
 
 

@@ -15,6 +15,7 @@ import SimpleITK as sitk
 from . import n4
 from .errors import InputError, InputWarning
 from .io import image_like
+from .orientation import Reorientation
 
 CHANNELS = ("t1", "flair")  # network input channel order
 MIN_OVERLAP = 0.5  # share of the FLAIR inside the T1 below which a pair is refused
@@ -60,12 +61,14 @@ class PreprocessConfig:
 
 @dataclass
 class Preprocessed:
-    """Network input on the FLAIR grid: `image` is (channels, z, y, x) float32, the slices' own
-    channels; `slices_with_context` adds the neighbours' when the network is fed."""
+    """Network input on the FLAIR's voxels stored axially: `image` is (channels, z, y, x) float32,
+    the slices' own channels; `slices_with_context` adds the neighbours' when the network is fed."""
 
     image: np.ndarray
     brain_mask: np.ndarray
-    reference: sitk.Image  # the FLAIR: the geometry of every output
+    reference: sitk.Image  # the FLAIR stored axially: the grid of `image` and `brain_mask`
+    orientation: Reorientation = Reorientation()  # from the input FLAIR's storage to `reference`
+    input_flair: sitk.Image | None = None  # the FLAIR as given, when its storage was not axial
 
 
 def overlap_fraction(moving: sitk.Image, reference: sitk.Image) -> float:
@@ -170,8 +173,14 @@ def preprocess(t1: sitk.Image, flair: sitk.Image, config: PreprocessConfig,
                flair_name: str = "FLAIR") -> Preprocessed:
     """T1 + FLAIR images -> normalized 2-channel array on the FLAIR grid, with its brain mask.
 
-    The neighbouring slices' channels (`config.context_slices`) are not stacked here but where
-    the network is fed (`slices_with_context`)."""
+    A FLAIR stored sagittally or coronally is first restored axially (`orientation`; a given
+    `brain_mask` is on the input FLAIR's grid and follows it). The neighbouring slices' channels
+    (`config.context_slices`) are not stacked here but where the network is fed."""
+    orientation = Reorientation.of(flair)
+    input_flair = flair
+    flair = orientation.axial_image(flair)
+    if brain_mask is not None:
+        brain_mask = orientation.to_axial(brain_mask)
     t1_resampled = t1_on_flair_grid(t1, flair, config, t1_name)
     t1_array = sitk.GetArrayFromImage(t1_resampled)
     if brain_mask is None:
@@ -188,4 +197,5 @@ def preprocess(t1: sitk.Image, flair: sitk.Image, config: PreprocessConfig,
     names = {"t1": t1_name, "flair": flair_name}
     image = np.stack([zscore(arrays[name], brain_mask, config.clip, names[name])
                       for name in config.channels])
-    return Preprocessed(image=image, brain_mask=brain_mask, reference=flair)
+    return Preprocessed(image=image, brain_mask=brain_mask, reference=flair, orientation=orientation,
+                        input_flair=None if orientation.is_identity else input_flair)

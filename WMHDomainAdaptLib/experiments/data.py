@@ -23,8 +23,9 @@ from ..progress import CancelToken, ProgressCallback, ProgressTracker
 
 # Bumped when what an entry stores changes: 2 = the slices' own channels only (the neighbouring
 # slices are stacked when the network is fed), where 1 stored them stacked; 3 = N4 by `n4.py`
-# instead of ITK's filter (z-scores within about 0.01 of 2's at any voxel).
-CACHE_LAYOUT = 3
+# instead of ITK's filter (z-scores within about 0.01 of 2's at any voxel); 4 = scans not stored
+# axially are stored axially (orientation.py), axial ones as in 3.
+CACHE_LAYOUT = 4
 
 
 def case_fingerprint(case: Case, config: PreprocessConfig) -> str:
