@@ -42,6 +42,7 @@ FILE_MODE = 0o666 & ~_process_umask()  # what open() would give; mkstemp's 0600 
 
 LOW_DISK_BYTES = 1 << 20  # a failed write with less free space than this is reported as a full disk
 QFORM_SFORM_TOLERANCE_MM = 0.1  # corners of the volume placed further apart than this: refused
+DICOM_SERIES_DESCRIPTION = "0008|103e"
 
 
 @dataclass
@@ -109,16 +110,59 @@ def inspect_nifti(path: Path) -> NiftiFacts | None:
     return NiftiFacts(expected - len(data), nonfinite, _form_disagreement(header, order, dims))
 
 
+def _last_line(error: BaseException) -> str:
+    return str(error).strip().splitlines()[-1] if str(error).strip() else "unknown reason"
+
+
+def _series_description(files: tuple[str, ...]) -> str:
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(files[0])
+    try:
+        reader.ReadImageInformation()
+        described = reader.GetMetaData(DICOM_SERIES_DESCRIPTION) if reader.HasMetaDataKey(
+            DICOM_SERIES_DESCRIPTION) else ""
+    except RuntimeError:
+        described = ""
+    return f"'{described.strip()}'" if described.strip() else "no description"
+
+
+def read_dicom_series(folder: Path, role: str) -> sitk.Image:
+    """The one DICOM series in `folder`; none or several is an error that names what is there."""
+    with _c_stderr_captured():
+        series = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder))
+    if not series:
+        raise InputError(folder, f"{role}: a folder is read as a DICOM series, and this one holds none")
+    files = {uid: sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), uid) for uid in series}
+    if len(series) > 1:
+        listed = "; ".join(f"{uid} ({len(names)} files, {_series_description(names)})"
+                           for uid, names in files.items())
+        raise InputError(folder, f"{role}: holds {len(series)} DICOM series ({listed}); put the "
+                                 f"{role}'s series in a folder of its own and give that folder")
+    reader = sitk.ImageSeriesReader()
+    reader.SetFileNames(files[series[0]])
+    try:
+        with _c_stderr_captured():
+            return reader.Execute()
+    except RuntimeError as error:
+        raise InputError(folder, f"cannot read the {role} DICOM series ({_last_line(error)})") from None
+
+
 def read_image(path: str | Path, role: str = "image") -> sitk.Image:
-    """Read a 3D scalar volume; reject missing, unreadable, non-3D and non-finite files."""
+    """Read a 3D scalar volume (a file, or a folder holding one DICOM series); reject missing,
+    unreadable, non-3D and non-finite ones."""
     path = Path(path)
+    if path.is_dir():
+        return _checked(read_dicom_series(path, role), path, role)
     if not path.is_file():
         raise InputError(path, f"{role} file not found")
     try:
         image = sitk.ReadImage(str(path))
     except RuntimeError as error:
-        first_line = str(error).strip().splitlines()[-1] if str(error).strip() else "unknown reason"
-        raise InputError(path, f"cannot read {role} ({first_line})") from None
+        raise InputError(path, f"cannot read {role} ({_last_line(error)})") from None
+    return _checked(image, path, role)
+
+
+def _checked(image: sitk.Image, path: Path, role: str) -> sitk.Image:
     if image.GetDimension() != 3:
         raise InputError(path, f"{role} must be a 3D volume, got a {image.GetDimension()}D image")
     if image.GetNumberOfComponentsPerPixel() != 1:
@@ -126,7 +170,7 @@ def read_image(path: str | Path, role: str = "image") -> sitk.Image:
                                f"{image.GetNumberOfComponentsPerPixel()} components per voxel")
     if any(size < 2 for size in image.GetSize()):
         raise InputError(path, f"{role} must be a 3D volume, got size {image.GetSize()}")
-    facts = inspect_nifti(path)
+    facts = inspect_nifti(path) if path.is_file() else None
     if facts is not None and facts.missing_bytes > 0:
         raise InputError(path, f"{role} file is cut off: {facts.missing_bytes} bytes of voxel data are "
                                "missing (an interrupted copy or download?)")
