@@ -29,6 +29,7 @@ class PreparedCase:
     reference: sitk.Image    # the FLAIR stored axially: the grid of the arrays above
     orientation: Reorientation = Reorientation()  # from the input FLAIR's storage to `reference`
     input_flair: sitk.Image | None = None  # the FLAIR as given, when not stored axially
+    t1_placement: str = ""   # how the T1 was put on the FLAIR grid (headers, or registered: why)
 
     @classmethod
     def of(cls, case_id: str, prepared: Preprocessed, label: np.ndarray | None = None) -> PreparedCase:
@@ -36,8 +37,9 @@ class PreparedCase:
         training or evaluation needs one."""
         if label is not None:
             label = prepared.orientation.to_axial(label)
+        placement = prepared.t1_placement.reason if prepared.t1_placement else ""
         return cls(case_id, prepared.image, prepared.brain_mask, label, prepared.reference,
-                   prepared.orientation, prepared.input_flair)
+                   prepared.orientation, prepared.input_flair, placement)
 
     def output_image(self, array: np.ndarray) -> sitk.Image:
         """An array on the axial grid as an image on the input FLAIR's own grid, exact geometry."""
@@ -55,7 +57,9 @@ class PreparedCase:
         return spec.stack(self.image[:, :, y_range, x_range], zs)
 
 
-def prepare_case(case: Case, config: PreprocessConfig, need_label: bool = False) -> PreparedCase:
+def prepare_case(case: Case, config: PreprocessConfig, need_label: bool = False,
+                 register: str | None = None) -> PreparedCase:
+    """Read and preprocess one case; `register` (auto, never, always) overrides the model's choice."""
     flair = read_image(case.flair, "FLAIR")
     t1 = read_image(case.t1, "T1")
     mask = read_mask(case.mask, flair) if case.mask else None
@@ -63,7 +67,7 @@ def prepare_case(case: Case, config: PreprocessConfig, need_label: bool = False)
     if need_label and label is None:
         raise InputError(case.flair, f"case '{case.case_id}' has no WMH label, but training needs one")
     prepared = preprocess(t1, flair, config, brain_mask=mask, t1_name=str(case.t1),
-                          flair_name=str(case.flair))
+                          flair_name=str(case.flair), register=register)
     return PreparedCase.of(case.case_id, prepared, label)
 
 

@@ -16,6 +16,7 @@ from . import n4
 from .errors import InputError, InputWarning
 from .io import image_like
 from .orientation import Reorientation
+from .registration import T1Placement, place_t1
 
 CHANNELS = ("t1", "flair")  # network input channel order
 MIN_OVERLAP = 0.5  # share of the FLAIR inside the T1 below which a pair is refused
@@ -27,7 +28,7 @@ NO_CONTRAST = 1e-6  # a standard deviation under this fraction of the mean: the 
 class PreprocessConfig:
     """How images become network input. Serializable with `to_dict` / `from_dict`."""
 
-    register: bool = False          # rigid T1->FLAIR registration when headers do not line up
+    register: bool = False          # always register T1->FLAIR rigidly (else as --register says)
     n4: bool = True                 # N4 bias-field correction of both images
     n4_shrink: int = 4              # N4 runs on a grid shrunk by this factor (speed)
     n4_iterations: int = 50         # per fitting level (4 levels); 20 left strong fields behind
@@ -69,51 +70,42 @@ class Preprocessed:
     reference: sitk.Image  # the FLAIR stored axially: the grid of `image` and `brain_mask`
     orientation: Reorientation = Reorientation()  # from the input FLAIR's storage to `reference`
     input_flair: sitk.Image | None = None  # the FLAIR as given, when its storage was not axial
+    t1_placement: T1Placement | None = None  # how the T1 was put on the FLAIR grid
 
 
-def overlap_fraction(moving: sitk.Image, reference: sitk.Image) -> float:
+def overlap_fraction(moving: sitk.Image, reference: sitk.Image,
+                     transform: sitk.Transform | None = None) -> float:
     """Fraction of the reference grid's voxels that fall inside the moving image's extent."""
     ones = sitk.Image(moving.GetSize(), sitk.sitkUInt8) + 1
     ones.CopyInformation(moving)
-    covered = sitk.Resample(ones, reference, sitk.Transform(), sitk.sitkNearestNeighbor, 0)
+    covered = sitk.Resample(ones, reference, transform or sitk.Transform(), sitk.sitkNearestNeighbor, 0)
     return float(sitk.GetArrayViewFromImage(covered).mean())
 
 
-def rigid_register(t1: sitk.Image, flair: sitk.Image) -> sitk.Transform:
-    """Rigid (Euler) T1->FLAIR registration by Mattes mutual information."""
-    fixed = sitk.Cast(flair, sitk.sitkFloat32)
-    moving = sitk.Cast(t1, sitk.sitkFloat32)
-    initial = sitk.CenteredTransformInitializer(
-        fixed, moving, sitk.Euler3DTransform(), sitk.CenteredTransformInitializerFilter.MOMENTS)
-    method = sitk.ImageRegistrationMethod()
-    method.SetMetricAsMattesMutualInformation(32)
-    method.SetMetricSamplingStrategy(method.RANDOM)
-    method.SetMetricSamplingPercentage(0.05, seed=0)
-    method.SetInterpolator(sitk.sitkLinear)
-    method.SetOptimizerAsRegularStepGradientDescent(2.0, 1e-3, 100)
-    method.SetOptimizerScalesFromPhysicalShift()
-    method.SetShrinkFactorsPerLevel([4, 2])
-    method.SetSmoothingSigmasPerLevel([2, 1])
-    method.SetInitialTransform(initial, inPlace=False)
-    return method.Execute(fixed, moving)
-
-
 def t1_on_flair_grid(t1: sitk.Image, flair: sitk.Image, config: PreprocessConfig,
-                     t1_name: str = "T1") -> sitk.Image:
-    """Resample the T1 onto the FLAIR grid through world coordinates (or a rigid registration).
+                     t1_name: str = "T1", register: str | None = None) -> tuple[sitk.Image, T1Placement]:
+    """Resample the T1 onto the FLAIR grid through world coordinates, or a rigid registration
+    (`register`: auto, never or always; None: as the model's preprocessing recorded it).
 
-    Under half of the FLAIR inside the T1 is refused; under FULL_OVERLAP warned about, since the
-    uncovered part gets a zero T1 (and so no brain mask, and no lesions) there."""
-    overlap = overlap_fraction(t1, flair)
-    if overlap < MIN_OVERLAP:
+    Under half of the FLAIR inside the T1 is refused, before and after registration; under
+    FULL_OVERLAP warned about, since the uncovered part gets a zero T1 (and so no brain mask,
+    and no lesions) there."""
+    if overlap_fraction(t1, flair) < MIN_OVERLAP:
         raise InputError(t1_name, "T1 and FLAIR do not overlap in world space (less than half of "
                                   "the FLAIR lies inside the T1); check the headers")
+    mode = register or ("always" if config.register else "never")
+    placement = place_t1(t1, flair, mode)
+    overlap = overlap_fraction(t1, flair, placement.transform)
+    if overlap < MIN_OVERLAP:
+        raise InputError(t1_name, "after registration less than half of the FLAIR lies inside the T1; "
+                                  "check that both are scans of the same head, or use --register never")
     if overlap < FULL_OVERLAP:
         warnings.warn(InputWarning(t1_name, f"the T1 covers only {100 * overlap:.0f}% of the FLAIR; the rest "
                                             "is not segmented (check that both are whole scans)"),
                       stacklevel=2)
-    transform = rigid_register(t1, flair) if config.register else sitk.Transform()
-    return sitk.Resample(sitk.Cast(t1, sitk.sitkFloat32), flair, transform, sitk.sitkLinear, 0.0)
+    resampled = sitk.Resample(sitk.Cast(t1, sitk.sitkFloat32), flair, placement.transform,
+                              sitk.sitkLinear, 0.0)
+    return resampled, placement
 
 
 def compute_brain_mask(t1: np.ndarray, threshold: float) -> np.ndarray:
@@ -170,7 +162,7 @@ def zscore(array: np.ndarray, mask: np.ndarray, clip: float, name: str = "image"
 
 def preprocess(t1: sitk.Image, flair: sitk.Image, config: PreprocessConfig,
                brain_mask: np.ndarray | None = None, t1_name: str = "T1",
-               flair_name: str = "FLAIR") -> Preprocessed:
+               flair_name: str = "FLAIR", register: str | None = None) -> Preprocessed:
     """T1 + FLAIR images -> normalized 2-channel array on the FLAIR grid, with its brain mask.
 
     A FLAIR stored sagittally or coronally is first restored axially (`orientation`; a given
@@ -181,7 +173,7 @@ def preprocess(t1: sitk.Image, flair: sitk.Image, config: PreprocessConfig,
     flair = orientation.axial_image(flair)
     if brain_mask is not None:
         brain_mask = orientation.to_axial(brain_mask)
-    t1_resampled = t1_on_flair_grid(t1, flair, config, t1_name)
+    t1_resampled, placement = t1_on_flair_grid(t1, flair, config, t1_name, register)
     t1_array = sitk.GetArrayFromImage(t1_resampled)
     if brain_mask is None:
         brain_mask = compute_brain_mask(t1_array, config.mask_threshold)
@@ -198,4 +190,4 @@ def preprocess(t1: sitk.Image, flair: sitk.Image, config: PreprocessConfig,
     image = np.stack([zscore(arrays[name], brain_mask, config.clip, names[name])
                       for name in config.channels])
     return Preprocessed(image=image, brain_mask=brain_mask, reference=flair, orientation=orientation,
-                        input_flair=None if orientation.is_identity else input_flair)
+                        input_flair=None if orientation.is_identity else input_flair, t1_placement=placement)

@@ -90,7 +90,7 @@ def t1_image(blank: bool = False) -> sitk.Image:
 
 def test_the_bright_t1_cube_lands_where_it_is_in_world_space_on_the_oblique_flair_grid():
     flair = flair_image()
-    resampled = sitk.GetArrayFromImage(t1_on_flair_grid(t1_image(), flair, NO_N4))
+    resampled = sitk.GetArrayFromImage(t1_on_flair_grid(t1_image(), flair, NO_N4)[0])
     points = world_points(flair)
     deep, far = in_cube(points, 2.0), ~in_cube(points, -2.0)
     assert deep.sum() >= 10 and far.sum() > 1000

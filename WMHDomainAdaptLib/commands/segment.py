@@ -14,6 +14,7 @@ from ..errors import InputError
 from ..modelfile import load_model
 from ..outputs import check_outputs, check_volume_suffix
 from ..progress import ProgressTracker
+from ..registration import REGISTER_CHOICES
 from ._common import add_device_argument, add_progress_argument, at_least, progress_printer
 
 NAME = "segment"
@@ -32,6 +33,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--write-prob", action="store_true", help="batch: also write probabilities")
     parser.add_argument("--min-lesion-mm3", type=at_least(0.0, float), default=0.0,
                         help="drop predicted lesions smaller than this volume")
+    parser.add_argument("--register", choices=REGISTER_CHOICES, default="auto",
+                        help="T1 onto FLAIR: auto (register rigidly when the headers' alignment is off "
+                             "by over 1 mm or 1 degree), never (headers only), always (default: auto)")
     parser.add_argument("--cluster", help="batch on Dask: local:N (N worker processes here), "
                                           "tcp://HOST:PORT (a running scheduler) or a .yaml cluster file; "
                                           "resumable: finished cases are recorded in --out-dir")
@@ -70,6 +74,8 @@ def _jobs(args: argparse.Namespace) -> list[Job]:
 def _report(case_id: str, figures: dict, mask_path: Path) -> None:
     print(f"{case_id}: {figures['lesion_volume_ml']:.2f} mL in {figures['lesion_count']} lesion(s) "
           f"at threshold {figures['threshold']:.2f} -> {mask_path}")
+    if figures.get("t1_placement", "").startswith("registered"):
+        print(f"{case_id}: T1 {figures['t1_placement']}")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -81,7 +87,8 @@ def run(args: argparse.Namespace) -> int:
     progress = progress_printer(args)
     tracker = ProgressTracker("cases", len(jobs), progress if len(jobs) > 1 else None)
     for index, job in enumerate(jobs):
-        _report(job.case.case_id, segment_job(model, job, device, args.min_lesion_mm3), job.mask_path)
+        figures = segment_job(model, job, device, args.min_lesion_mm3, args.register)
+        _report(job.case.case_id, figures, job.mask_path)
         tracker.update(index + 1, job.case.case_id)
     return 0
 
@@ -94,7 +101,7 @@ def run_on_cluster(args: argparse.Namespace) -> int:
     load_model(args.model, "cpu")  # a bad model file is one line here, not one per worker
     with connect(args.cluster, args.threads) as (client, slots):
         result = segment_cohort(client, slots, jobs, args.model, Path(args.out_dir),
-                                Settings(args.min_lesion_mm3, args.write_prob), args.device,
+                                Settings(args.min_lesion_mm3, args.write_prob, args.register), args.device,
                                 progress_printer(args))
     for record in result.records:
         if record["status"] == "done":

@@ -42,7 +42,7 @@ def itk_n4_correct(image: sitk.Image, mask: np.ndarray, config: pp.PreprocessCon
 def with_itk_n4(t1: sitk.Image, flair: sitk.Image, ours: pp.Preprocessed,
                 config: pp.PreprocessConfig) -> pp.Preprocessed:
     """The same preprocessing as `ours` (same brain mask), with ITK's N4."""
-    t1_on_grid = pp.t1_on_flair_grid(t1, flair, config)
+    t1_on_grid, _ = pp.t1_on_flair_grid(t1, flair, config)
     arrays = {"t1": itk_n4_correct(t1_on_grid, ours.brain_mask, config),
               "flair": itk_n4_correct(flair, ours.brain_mask, config)}
     image = np.stack([pp.zscore(arrays[name], ours.brain_mask, config.clip) for name in config.channels])
