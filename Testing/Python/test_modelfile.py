@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from WMHDomainAdaptLib.errors import InputError
-from WMHDomainAdaptLib.model import WMHNet
+from WMHDomainAdaptLib.model import Architecture, WMHNet
 from WMHDomainAdaptLib.modelfile import build_metadata, load_model, read_metadata, save_model
 from WMHDomainAdaptLib.modelheader import check_weights, metadata_sha256
 from WMHDomainAdaptLib.preprocess import PreprocessConfig
@@ -89,16 +89,30 @@ def _rewrite_header(path, change):
     path.write_bytes(struct.pack("<Q", len(encoded)) + encoded + data[8 + size:])
 
 
-@pytest.mark.parametrize("offset", [-3, -7, -11, -19, -23, -31])
-def test_weights_altered_after_saving_are_detected(saved, offset):
-    """Six edits: their hashes fall both above and below the recorded one (a comparison that is
-    not equality would let half of them through)."""
-    path = saved[0]
+def _weights_edit(path, offset: int) -> bytes:
     data = bytearray(path.read_bytes())
     data[offset] ^= 0xFF  # flip bits inside the last tensor
-    path.write_bytes(bytes(data))
+    return bytes(data)
+
+
+@pytest.mark.parametrize("side", ["above", "below"])
+def test_weights_altered_after_saving_are_detected(saved, tmp_path, side):
+    """Edits whose weights hash sorts above and below the recorded one: a check that were not
+    equality would let one of the two through."""
+    from safetensors import safe_open
+
+    from WMHDomainAdaptLib.modelfile import weights_sha256
+    path = saved[0]
+    recorded = read_metadata(path)["weights_sha256"]
+    for offset in range(-3, -200, -4):
+        edited = tmp_path / f"edited{offset}.safetensors"
+        edited.write_bytes(_weights_edit(path, offset))
+        with safe_open(str(edited), framework="pt") as handle:
+            digest = weights_sha256({name: handle.get_tensor(name) for name in handle.keys()})
+        if (digest > recorded) == (side == "above"):
+            break
     with pytest.raises(InputError, match="altered"):
-        load_model(path)
+        load_model(edited)
 
 
 def test_model_of_another_format_version_is_refused(saved):
@@ -134,6 +148,8 @@ def test_input_channels_that_do_not_fit_the_network_are_refused_on_load(saved):
 def test_metadata_for_a_network_that_does_not_fit_the_preprocessing_is_not_built():
     with pytest.raises(ValueError, match="takes 2 input channels, the preprocessing makes 6"):
         build_metadata(WMHNet(), PreprocessConfig(context_slices=1), 0.5, {})
+    with pytest.raises(ValueError, match="takes 6 input channels, the preprocessing makes 2"):
+        build_metadata(WMHNet(Architecture(in_channels=6)), PreprocessConfig(), 0.5, {})
 
 
 def test_safetensors_file_of_another_program_is_refused(tmp_path):
@@ -159,3 +175,10 @@ def test_the_torch_free_weights_check_agrees_with_the_loader(saved, tmp_path):
     truncated.write_bytes(path.read_bytes()[:-100])
     with pytest.raises(ValueError, match="truncated.safetensors: not a WMHDomainAdapt model file"):
         check_weights(truncated)
+
+
+def test_a_loaded_model_reads_its_input_and_cut_as_its_metadata_says(saved):
+    model = load_model(saved[0])
+    metadata = read_metadata(saved[0])
+    assert model.input_spec.size == metadata["architecture"]["in_channels"]
+    assert model.cut.fixed == metadata["threshold"] and model.cut is model.cut  # worked out once
