@@ -161,7 +161,8 @@ def segment_cohort(client, slots: TaskSlots, jobs: list[Job], model_path: str | 
         for future in futures:
             job, record = run.outcome(future)
             if record.get("disk_full"):
-                raise InputError(out_dir, f"disk full or read-only ({record['error']}); the {finished} "
+                done = sum(entry.get("status") == "done" for entry in log.records.values())
+                raise InputError(out_dir, f"disk full or read-only ({record['error']}); the {done} "
                                           f"cases finished are recorded in {log.path.name}: free space "
                                           f"and run the same command again to go on")
             if record["status"] == "failed" and len(record["tried_on"]) < 2:
