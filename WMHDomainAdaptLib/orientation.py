@@ -3,10 +3,12 @@
 The network reads axial slices: the array's first axis must run foot to head. 3D FLAIRs are often
 stored sagittally or coronally, and were then cut into sagittal or coronal slices. `Reorientation`
 permutes and flips the voxel axes so that the stored axes run as close as possible to the world's
-x, y and z, each in its positive direction (the ITK/LPS "identity" storage the training scans
-have). Only indices move, so every voxel keeps its exact world position and intensity; the
-inverse puts a mask back onto the input's grid voxel for voxel, and the outputs are then given
-the input image's own spacing, origin and direction.
+x, y and z, in the directions of TRAINING_STORAGE: NIfTI's canonical RAS+ storage (index i towards
+the right, j towards the front, k towards the head; ITK direction diag(-1, -1, 1)), which is how
+the training scans and most converted clinical NIfTIs are stored, so those are left as they are.
+Only indices move, so every voxel keeps its exact world position and intensity; the inverse puts a
+mask back onto the input's grid voxel for voxel, and the outputs are then given the input image's
+own spacing, origin and direction.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import SimpleITK as sitk
+
+TRAINING_STORAGE = (-1.0, -1.0, 1.0)  # sign of each index axis along world x, y, z (ITK's LPS)
 
 
 @dataclass(frozen=True)
@@ -31,13 +35,14 @@ class Reorientation:
 
     @classmethod
     def of(cls, image: sitk.Image) -> Reorientation:
-        """The permutation (and flips) that makes `image`'s stored axes the nearest to x, y, z."""
+        """The permutation (and flips) that stores `image` as the training scans are stored."""
         direction = np.asarray(image.GetDirection(), float).reshape(3, 3)  # column c: index axis c
         best = max(itertools.permutations(range(3)),
                    key=lambda order: sum(abs(direction[world, order[world]]) for world in range(3)))
         # best[w]: the index axis (i, j, k) nearest world axis w; numpy axes are reversed (k, j, i)
         axes = tuple(2 - best[world] for world in (2, 1, 0))
-        flips = tuple(bool(direction[world, best[world]] < 0) for world in (2, 1, 0))
+        flips = tuple(bool(direction[world, best[world]] * TRAINING_STORAGE[world] < 0)
+                      for world in (2, 1, 0))
         return cls(axes, flips)
 
     @property

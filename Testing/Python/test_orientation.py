@@ -16,8 +16,15 @@ STORAGES = {"axial": ([0, 1, 2], [False, False, False]),
 
 
 def stored(image: sitk.Image, storage: str) -> sitk.Image:
+    """`image` (stored as the training scans are) stored another way; every voxel keeps its place."""
     order, flips = STORAGES[storage]
     return sitk.Flip(sitk.PermuteAxes(image, order), flips)
+
+
+def phantom(seed: int, which: int = 1) -> sitk.Image:
+    """A phantom volume stored as the training scans are: RAS+ (x and y indices reversed against
+    ITK's LPS), 10 degrees oblique about z."""
+    return sitk.Flip(phantom_image(phantom_arrays(seed)[which]), [True, True, False])
 
 
 def world_points(image: sitk.Image, array_indices) -> np.ndarray:
@@ -27,7 +34,7 @@ def world_points(image: sitk.Image, array_indices) -> np.ndarray:
 
 @pytest.mark.parametrize("storage", ["sagittal", "coronal"])
 def test_restoring_axial_storage_gives_the_axial_scan_voxel_for_voxel_at_the_same_world_points(storage):
-    flair = phantom_image(phantom_arrays(1)[1])
+    flair = phantom(1)
     image = stored(flair, storage)
     orientation = Reorientation.of(image)
     axial = orientation.axial_image(image)
@@ -47,7 +54,7 @@ def test_restoring_axial_storage_gives_the_axial_scan_voxel_for_voxel_at_the_sam
 
 @pytest.mark.parametrize("storage", list(STORAGES))
 def test_to_input_undoes_to_axial_for_volumes_and_channel_stacks(storage):
-    image = stored(phantom_image(phantom_arrays(2)[1]), storage)
+    image = stored(phantom(2), storage)
     orientation = Reorientation.of(image)
     volume = sitk.GetArrayFromImage(image)
     channels = np.stack([volume, volume * 2])
@@ -56,20 +63,20 @@ def test_to_input_undoes_to_axial_for_volumes_and_channel_stacks(storage):
     assert orientation.is_identity == (storage == "axial")
 
 
-def test_an_oblique_axial_scan_is_left_as_it_is():
-    image = phantom_image(phantom_arrays(3)[1])  # 10 degrees about z
-    assert Reorientation.of(image).is_identity
+def test_a_scan_stored_as_the_training_scans_are_is_left_as_it_is_and_an_lps_one_is_flipped():
+    assert Reorientation.of(phantom(3)).is_identity  # RAS+, 10 degrees oblique about z
+    lps = Reorientation.of(phantom_image(phantom_arrays(3)[1]))
+    assert lps.axes == (0, 1, 2) and lps.flips == (False, True, True)
 
 
 def test_one_scan_stored_three_ways_gives_one_mask_in_world_space_on_each_input_grid(tmp_path):
     model = save_tiny_model(tmp_path / "model.safetensors")
-    t1, flair, _ = phantom_arrays(4)
     masks = {}
     for storage in STORAGES:
         folder = tmp_path / storage
         folder.mkdir()
-        for name, array in (("t1", t1), ("flair", flair)):
-            sitk.WriteImage(stored(phantom_image(array), storage), str(folder / f"{name}.nii.gz"))
+        for name, which in (("t1", 0), ("flair", 1)):
+            sitk.WriteImage(stored(phantom(4, which), storage), str(folder / f"{name}.nii.gz"))
         assert main(["segment", "--model", str(model), "--t1", str(folder / "t1.nii.gz"), "--flair",
                      str(folder / "flair.nii.gz"), "--out", str(folder / "mask.nii.gz"),
                      "--prob", str(folder / "prob.nii.gz")]) == 0
