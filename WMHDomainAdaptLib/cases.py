@@ -30,6 +30,7 @@ class PreparedCase:
     orientation: Reorientation = Reorientation()  # from the input FLAIR's storage to `reference`
     input_flair: sitk.Image | None = None  # the FLAIR as given, when not stored axially
     t1_placement: str = ""   # how the T1 was put on the FLAIR grid (headers, or registered: why)
+    mask_method: str = "given"  # where the brain mask came from: given, threshold or deepbet
 
     @classmethod
     def of(cls, case_id: str, prepared: Preprocessed, label: np.ndarray | None = None) -> PreparedCase:
@@ -39,7 +40,7 @@ class PreparedCase:
             label = prepared.orientation.to_axial(label)
         placement = prepared.t1_placement.reason if prepared.t1_placement else ""
         return cls(case_id, prepared.image, prepared.brain_mask, label, prepared.reference,
-                   prepared.orientation, prepared.input_flair, placement)
+                   prepared.orientation, prepared.input_flair, placement, prepared.mask_method)
 
     def output_image(self, array: np.ndarray) -> sitk.Image:
         """An array on the axial grid as an image on the input FLAIR's own grid, exact geometry."""
@@ -58,8 +59,9 @@ class PreparedCase:
 
 
 def prepare_case(case: Case, config: PreprocessConfig, need_label: bool = False,
-                 register: str | None = None) -> PreparedCase:
-    """Read and preprocess one case; `register` (auto, never, always) overrides the model's choice."""
+                 register: str | None = None, mask_method: str = "auto") -> PreparedCase:
+    """Read and preprocess one case; `register` (auto, never, always) overrides the model's choice,
+    `mask_method` (auto, threshold, deepbet) says how to make a brain mask where none is given."""
     flair = read_image(case.flair, "FLAIR")
     t1 = read_image(case.t1, "T1")
     mask = read_mask(case.mask, flair) if case.mask else None
@@ -67,7 +69,7 @@ def prepare_case(case: Case, config: PreprocessConfig, need_label: bool = False,
     if need_label and label is None:
         raise InputError(case.flair, f"case '{case.case_id}' has no WMH label, but training needs one")
     prepared = preprocess(t1, flair, config, brain_mask=mask, t1_name=str(case.t1),
-                          flair_name=str(case.flair), register=register)
+                          flair_name=str(case.flair), register=register, mask_method=mask_method)
     return PreparedCase.of(case.case_id, prepared, label)
 
 

@@ -35,19 +35,21 @@ class Settings:
     min_lesion_mm3: float = 0.0
     write_prob: bool = False
     register: str = "auto"
+    brain_mask: str = "auto"
 
     def as_record(self) -> dict:
         return {"min_lesion_mm3": self.min_lesion_mm3, "write_prob": self.write_prob,
-                "register": self.register}
+                "register": self.register, "brain_mask": self.brain_mask}
 
 
-def segment_job(model, job: Job, device, min_lesion_mm3: float, register: str = "auto") -> dict:
+def segment_job(model, job: Job, device, min_lesion_mm3: float, register: str = "auto",
+                mask_method: str = "auto") -> dict:
     """Segment one case and write its outputs; the figures of its record. Shared by both paths."""
     from .cases import prepare_case
     from .inference import segment_prepared, warn_if_far_spacing
     from .io import write_image
 
-    prepared = prepare_case(job.case, model.preprocess_config, register=register)
+    prepared = prepare_case(job.case, model.preprocess_config, register=register, mask_method=mask_method)
     warning = warn_if_far_spacing(model, prepared.reference)
     if warning:
         print(f"{job.case.flair}: {warning}", file=sys.stderr)
@@ -56,7 +58,8 @@ def segment_job(model, job: Job, device, min_lesion_mm3: float, register: str = 
     if job.prob_path is not None:
         write_image(result.probability, job.prob_path)
     return {"lesion_volume_ml": round(result.lesion_volume_ml, 4), "lesion_count": result.lesion_count,
-            "threshold": round(result.threshold, 4), "t1_placement": prepared.t1_placement}
+            "threshold": round(result.threshold, 4), "t1_placement": prepared.t1_placement,
+            "brain_mask": prepared.mask_method}
 
 
 def _worker_model(model_path: str, model_sha256: str, device_name: str):
@@ -85,7 +88,8 @@ def segment_task(model_path: str, model_sha256: str, device_name: str, job: Job,
         torch.set_num_threads(torch_threads)
         undo_malloc_trim()
         model, device = _worker_model(model_path, model_sha256, device_name)
-        figures = segment_job(model, job, device, settings.min_lesion_mm3, settings.register)
+        figures = segment_job(model, job, device, settings.min_lesion_mm3, settings.register,
+                              settings.brain_mask)
         record.update(status="done", inputs=input_stamp(job.case), outputs=outputs_record(job), **figures)
     except (InputError, OSError) as error:
         disk = getattr(error, "errno", None) in DISK_ERRORS or "No space left" in str(error)

@@ -13,6 +13,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from . import n4
+from .brain_extraction import MASK_METHODS, deepbet_mask, mask_on_flair_grid
 from .errors import InputError, InputWarning
 from .io import image_like
 from .orientation import Reorientation
@@ -71,6 +72,7 @@ class Preprocessed:
     orientation: Reorientation = Reorientation()  # from the input FLAIR's storage to `reference`
     input_flair: sitk.Image | None = None  # the FLAIR as given, when its storage was not axial
     t1_placement: T1Placement | None = None  # how the T1 was put on the FLAIR grid
+    mask_method: str = "given"  # where the brain mask came from: given, threshold or deepbet
 
 
 def overlap_fraction(moving: sitk.Image, reference: sitk.Image,
@@ -125,6 +127,28 @@ def compute_brain_mask(t1: np.ndarray, threshold: float) -> np.ndarray:
     return sitk.GetArrayFromImage(filled).astype(bool)
 
 
+def brain_mask_of(t1: sitk.Image, t1_on_flair: np.ndarray, flair: sitk.Image, placement: T1Placement,
+                  config: PreprocessConfig, given: np.ndarray | None, method: str,
+                  t1_name: str) -> tuple[np.ndarray, str]:
+    """The brain mask on the FLAIR grid, and which method made it: a given mask always wins;
+    `threshold` (and for now `auto`) is the fast mask for skull-stripped scans; `deepbet` runs
+    deepbet's networks on the T1 (`brain_extraction.py`), for scans with skull and scalp."""
+    if method not in MASK_METHODS:
+        raise InputError("--brain-mask", f"must be one of {', '.join(MASK_METHODS)}, got '{method}'")
+    if given is not None:
+        if not given.any():
+            raise InputError("brain mask", "brain mask is empty")
+        return given, "given"
+    if method == "deepbet":
+        mask = mask_on_flair_grid(deepbet_mask(t1), flair, placement.transform)
+    else:
+        mask = compute_brain_mask(t1_on_flair, config.mask_threshold)
+    if not mask.any():
+        raise InputError(t1_name, f"the {'deepbet' if method == 'deepbet' else 'computed'} brain mask is "
+                                  "empty (is the T1 blank?)")
+    return mask, "deepbet" if method == "deepbet" else "threshold"
+
+
 def n4_correct(image: sitk.Image, mask: np.ndarray, config: PreprocessConfig) -> np.ndarray:
     """N4 bias-field correction fitted on a shrunk grid, applied at full resolution.
 
@@ -162,7 +186,8 @@ def zscore(array: np.ndarray, mask: np.ndarray, clip: float, name: str = "image"
 
 def preprocess(t1: sitk.Image, flair: sitk.Image, config: PreprocessConfig,
                brain_mask: np.ndarray | None = None, t1_name: str = "T1",
-               flair_name: str = "FLAIR", register: str | None = None) -> Preprocessed:
+               flair_name: str = "FLAIR", register: str | None = None,
+               mask_method: str = "auto") -> Preprocessed:
     """T1 + FLAIR images -> normalized 2-channel array on the FLAIR grid, with its brain mask.
 
     A FLAIR stored sagittally or coronally is first restored axially (`orientation`; a given
@@ -175,12 +200,8 @@ def preprocess(t1: sitk.Image, flair: sitk.Image, config: PreprocessConfig,
         brain_mask = orientation.to_axial(brain_mask)
     t1_resampled, placement = t1_on_flair_grid(t1, flair, config, t1_name, register)
     t1_array = sitk.GetArrayFromImage(t1_resampled)
-    if brain_mask is None:
-        brain_mask = compute_brain_mask(t1_array, config.mask_threshold)
-        if not brain_mask.any():
-            raise InputError(t1_name, "computed brain mask is empty (is the T1 blank?)")
-    elif not brain_mask.any():
-        raise InputError("brain mask", "brain mask is empty")
+    brain_mask, mask_used = brain_mask_of(t1, t1_array, flair, placement, config, brain_mask, mask_method,
+                                          t1_name)
     if config.n4:
         arrays = {"t1": n4_correct(t1_resampled, brain_mask, config),
                   "flair": n4_correct(flair, brain_mask, config)}
@@ -190,4 +211,5 @@ def preprocess(t1: sitk.Image, flair: sitk.Image, config: PreprocessConfig,
     image = np.stack([zscore(arrays[name], brain_mask, config.clip, names[name])
                       for name in config.channels])
     return Preprocessed(image=image, brain_mask=brain_mask, reference=flair, orientation=orientation,
-                        input_flair=None if orientation.is_identity else input_flair, t1_placement=placement)
+                        input_flair=None if orientation.is_identity else input_flair, t1_placement=placement,
+                        mask_method=mask_used)

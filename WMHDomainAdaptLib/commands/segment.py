@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from ..brain_extraction import MASK_METHODS
 from ..cohort import Settings, segment_cohort, segment_job
 from ..cohort_log import Job
 from ..dataset import Case, load_cases
@@ -36,6 +37,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--register", choices=REGISTER_CHOICES, default="auto",
                         help="T1 onto FLAIR: auto (register rigidly when the headers' alignment is off "
                              "by over 1 mm or 1 degree), never (headers only), always (default: auto)")
+    parser.add_argument("--brain-mask", choices=MASK_METHODS, default="auto",
+                        help="without --mask: threshold (fast, for skull-stripped scans), deepbet "
+                             "(deepbet's networks, for scans with skull; pip install "
+                             "'wmhdomainadapt[heads]'), auto (for now: threshold); a given mask always wins")
     parser.add_argument("--cluster", help="batch on Dask: local:N (N worker processes here), "
                                           "tcp://HOST:PORT (a running scheduler) or a .yaml cluster file; "
                                           "resumable: finished cases are recorded in --out-dir")
@@ -76,6 +81,8 @@ def _report(case_id: str, figures: dict, mask_path: Path) -> None:
           f"at threshold {figures['threshold']:.2f} -> {mask_path}")
     if figures.get("t1_placement", "").startswith("registered"):
         print(f"{case_id}: T1 {figures['t1_placement']}")
+    if figures.get("brain_mask") == "deepbet":
+        print(f"{case_id}: brain mask by deepbet")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -87,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
     progress = progress_printer(args)
     tracker = ProgressTracker("cases", len(jobs), progress if len(jobs) > 1 else None)
     for index, job in enumerate(jobs):
-        figures = segment_job(model, job, device, args.min_lesion_mm3, args.register)
+        figures = segment_job(model, job, device, args.min_lesion_mm3, args.register, args.brain_mask)
         _report(job.case.case_id, figures, job.mask_path)
         tracker.update(index + 1, job.case.case_id)
     return 0
@@ -100,8 +107,8 @@ def run_on_cluster(args: argparse.Namespace) -> int:
     jobs = jobs_from_args(args)
     load_model(args.model, "cpu")  # a bad model file is one line here, not one per worker
     with connect(args.cluster, args.threads) as (client, slots):
-        result = segment_cohort(client, slots, jobs, args.model, Path(args.out_dir),
-                                Settings(args.min_lesion_mm3, args.write_prob, args.register), args.device,
+        settings = Settings(args.min_lesion_mm3, args.write_prob, args.register, args.brain_mask)
+        result = segment_cohort(client, slots, jobs, args.model, Path(args.out_dir), settings, args.device,
                                 progress_printer(args))
     for record in result.records:
         if record["status"] == "done":
