@@ -109,11 +109,14 @@ def segment_prepared(model: LoadedModel, case: PreparedCase, device: torch.devic
 
 def segment(model: LoadedModel, t1: sitk.Image, flair: sitk.Image, brain_mask: np.ndarray | None = None,
             device: str = "auto", min_lesion_mm3: float = 0.0, progress: ProgressCallback | None = None,
-            cancel: CancelToken | None = None, register: str = "auto") -> Segmentation:
+            cancel: CancelToken | None = None, register: str = "auto",
+            mask_method: str = "auto") -> Segmentation:
     """Segment one T1 + FLAIR pair, repeating the preprocessing recorded in the model (the T1
-    registered onto the FLAIR where their headers' alignment is off, unless `register` says)."""
+    registered onto the FLAIR where their headers' alignment is off, unless `register` says;
+    without `brain_mask`, one made as `mask_method` says: auto, threshold or deepbet)."""
     torch_device = resolve_device(device)
     model.network.to(torch_device)
-    prepared = preprocess(t1, flair, model.preprocess_config, brain_mask=brain_mask, register=register)
+    prepared = preprocess(t1, flair, model.preprocess_config, brain_mask=brain_mask, register=register,
+                          mask_method=mask_method)
     case = PreparedCase.of("input", prepared)
     return segment_prepared(model, case, torch_device, min_lesion_mm3, progress, cancel)
