@@ -129,10 +129,18 @@ def place_t1(t1: sitk.Image, flair: sitk.Image, mode: str) -> T1Placement:
     if mode == "never":
         return T1Placement(sitk.Transform(), False, "headers (registration off)")
     if mode == "auto":
-        found = alignment(t1, flair)
+        try:
+            found = alignment(t1, flair)
+        except RuntimeError:  # ITK cannot measure a blank or constant image; later checks refuse it
+            return T1Placement(sitk.Transform(), False, "headers (alignment not measurable)")
         if not found.misaligned:
             return T1Placement(sitk.Transform(), False, f"headers ({found.describe()})")
         reason = f"registered: {found.describe()}"
     else:
         reason = "registered (asked for)"
-    return T1Placement(rigid_register(t1, flair), True, reason)
+    try:
+        return T1Placement(rigid_register(t1, flair), True, reason)
+    except RuntimeError as error:
+        cause = (str(error).strip().splitlines() or ["unknown reason"])[-1]
+        raise InputError("T1", f"rigid registration onto the FLAIR failed ({cause}); check the scans, "
+                               "or use --register never") from None

@@ -179,7 +179,9 @@ def test_training_stopped_with_ctrl_c_keeps_its_best_model_so_far(scans, tmp_pat
     out = tmp_path / "model.safetensors"
     command = [sys.executable, "-m", "WMHDomainAdaptLib", "train", "--train", str(manifest), "--val",
                str(manifest), "--out", str(out), "--epochs", "500", "--no-n4", *SMALL_TRAINING]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    # a run started from a background job inherits an ignored SIGINT; Ctrl-C at a terminal is not ignored
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 120
     while not out.exists():  # the checkpoint of the first epoch
         assert process.poll() is None and time.monotonic() < deadline, process.stdout.read()

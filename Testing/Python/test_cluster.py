@@ -80,14 +80,14 @@ def test_masks_from_two_workers_equal_the_single_process_masks_byte_for_byte(clu
 
 def test_each_finished_case_is_recorded_with_its_outputs_hashes_model_and_figures(cluster, cohort, tmp_path):
     run(cluster, cohort, tmp_path)
-    lines = [json.loads(line) for line in (tmp_path / LOG_FILE).read_text().splitlines()]
+    lines = [json.loads(line) for line in (tmp_path / LOG_FILE).read_text(encoding="utf-8").splitlines()]
     assert lines[0]["kind"] == "header" and len(lines) == 1 + len(SEEDS)
     record = lines[1]
     mask = Path(record["outputs"]["mask"]["path"])
     assert record["outputs"]["mask"]["sha256"] == file_sha256(mask)
     assert record["model_sha256"] == file_sha256(cohort["model"])
     assert {"lesion_volume_ml", "lesion_count", "seconds", "worker"} <= record.keys()
-    summary = (tmp_path / SUMMARY_FILE).read_text().splitlines()
+    summary = (tmp_path / SUMMARY_FILE).read_text(encoding="utf-8").splitlines()
     assert len(summary) == 1 + len(SEEDS) and all(",done," in row for row in summary[1:])
 
 

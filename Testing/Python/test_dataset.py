@@ -129,7 +129,7 @@ def test_write_manifest_then_load_cases_gives_back_the_same_cases(tmp_path):
                   folder / "sub-001_wmh.nii.gz", None),
              Case("other", outside, folder / "sub-001_flair.nii.gz")]
     manifest = write_manifest(cases, tmp_path / "data" / "manifest.csv")
-    text = manifest.read_text()
+    text = manifest.read_text(encoding="utf-8")
     assert "sub-001/sub-001_t1.nii.gz" in text and str(outside.resolve()) in text
     back = load_cases(manifest)
     assert [(c.case_id, c.t1.resolve(), c.flair.resolve(), c.label and c.label.resolve(), c.mask)

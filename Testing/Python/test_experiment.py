@@ -223,7 +223,7 @@ def test_tiny_experiment_writes_a_report_and_two_png_figures(finished):
     assert [p.name for p in written] == ["report.md", "dice_vs_scans.png", "dice_vs_layers.png"]
     for figure in written[1:]:
         assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and figure.stat().st_size > 5000
-    report = written[0].read_text()
+    report = written[0].read_text(encoding="utf-8")
     for heading in ("## The source model", "## Dice on the target test set vs the number of target scans N",
                     "## The rule for `--tune-layers auto`", "## Do the paper's findings hold here?",
                     "tuning the first K layers", "dice_vs_scans.png", "TUNE_LAYERS_BY_SCANS = ("):

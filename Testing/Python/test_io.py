@@ -177,7 +177,7 @@ def test_a_failed_atomic_write_leaves_no_temporary_file_and_keeps_the_old_file(t
     with pytest.raises(InputError, match=r"table.csv: cannot write \(disk full\); nothing was written"):
         atomic_write(target, half_write)
     assert [p.name for p in target.parent.iterdir()] == ["table.csv"]
-    assert target.read_text() == "old"
+    assert target.read_text(encoding="utf-8") == "old"
 
 
 def test_a_failed_image_write_leaves_nothing_behind(tmp_path):

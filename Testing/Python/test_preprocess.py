@@ -57,11 +57,12 @@ def fill(image: sitk.Image, array: np.ndarray) -> sitk.Image:
 
 
 CENTRE = np.array([-3.5, 12.0, 20.0])
+RAS_STORAGE = np.diag([-1.0, -1.0, 1.0])  # stored as the training scans are: not reoriented
 
 
 def flair_image(bias: float = 0.0) -> sitk.Image:
     """Uniform tissue in an ellipsoid (world coordinates), optionally times a smooth bias field."""
-    flair = grid(FLAIR_SIZE, FLAIR_SPACING, rotation(12, -8), CENTRE)
+    flair = grid(FLAIR_SIZE, FLAIR_SPACING, rotation(12, -8) @ RAS_STORAGE, CENTRE)
     local = world_points(flair) - CENTRE
     inside = ((local / np.array([17.0, 24.0, 15.0])) ** 2).sum(-1) < 1
     field = np.exp(bias * log_bias_shape(flair))

@@ -134,12 +134,12 @@ def test_target_t1_has_stronger_gm_wm_contrast(subjects):
 def test_a_preset_writes_every_split_with_disjoint_seeds(tmp_path):
     written = write_preset(tmp_path, "tiny", seed=1, sizes={split.name: 1 for split in SPLITS})
     assert sorted(written) == sorted(p.name for p in tmp_path.iterdir() if p.is_dir())
-    description = json.loads((tmp_path / "benchmark.json").read_text())
+    description = json.loads((tmp_path / "benchmark.json").read_text(encoding="utf-8"))
     assert description["splits"]["target_pool"]["domain"] == "target"
     seeds = []
     for name in written:
         (case,) = load_cases(tmp_path / name / "manifest.csv")
-        seeds.append(json.loads(case.flair.with_name(f"{case.case_id}_info.json").read_text())["seed"])
+        seeds.append(json.loads(case.flair.with_name(f"{case.case_id}_info.json").read_text(encoding="utf-8"))["seed"])
     assert len(set(seeds)) == len(seeds) == 6
 
 
