@@ -75,3 +75,32 @@ def test_a_network_given_extra_input_channels_computes_what_it_computed_before_u
 def test_dropping_input_channels_is_refused():
     with pytest.raises(InputError, match="cannot drop input channels"):
         with_input_channels(WMHNet(Architecture(in_channels=6)), 2)
+
+
+@pytest.mark.parametrize("frozen, prefix", [([], 0), ([0, 1, 2], 3), (list(range(15)), 15), ([0, 2], -1),
+                                            ([1, 2], -1), ([14], -1)])
+def test_the_recorded_frozen_prefix_is_its_length_or_minus_one_when_not_a_prefix(frozen, prefix):
+    network = WMHNet()
+    network.freeze(frozen)
+    assert network.frozen_layers == prefix and sorted(network.frozen) == frozen
+
+
+def test_the_layer_tables_receptive_field_is_the_extent_the_output_depends_on():
+    """The last row's field, against the input pixels that move the centre output pixel (autograd)."""
+    torch.manual_seed(0)
+    network = WMHNet().double().eval()
+    size = 2 * layer_table()[-1]["receptive_field"] + 17
+    reach = torch.zeros(size, size, dtype=torch.bool)
+    for _ in range(3):  # a few inputs: a ReLU that is off for one may be on for another
+        image = torch.randn(1, 2, size, size, dtype=torch.float64, requires_grad=True)
+        network(image)[0, 0, size // 2, size // 2].backward()
+        reach |= image.grad.abs().sum(0).sum(0) > 0
+    rows, columns = torch.nonzero(reach.any(1)).flatten(), torch.nonzero(reach.any(0)).flatten()
+    extent = max(int(rows.max() - rows.min()) + 1, int(columns.max() - columns.min()) + 1)
+    assert extent == layer_table()[-1]["receptive_field"]
+    assert sum(row["parameters"] for row in layer_table()) == sum(p.numel() for p in network.parameters())
+
+
+def test_an_architecture_with_the_wrong_number_of_dilations_is_refused_naming_the_count():
+    with pytest.raises(ValueError, match="need 10 coarse dilations, got 3"):
+        WMHNet(Architecture(dilations=(1, 2, 4)))
