@@ -12,13 +12,13 @@ the same world-space transform as the T1 (`registration.T1Placement`).
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
 
 from .errors import InputError
+from .modelheader import file_sha256
 from .orientation import Reorientation
 
 DEEPBET_VERSION = "1.0.2"
@@ -27,14 +27,6 @@ WEIGHTS_SHA256 = {"model.pt": "de8ee7c69654d0dd3935dc4a5d84571d8ecf4637a6bfc01df
 MASK_METHODS = ("auto", "threshold", "deepbet")
 THRESHOLD = 0.5  # deepbet's own default on its networks' brain probability
 _EXTRACTOR = None  # loaded once per process
-
-
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def load_extractor():
@@ -57,7 +49,7 @@ def load_extractor():
                                                  f"pip install deepbet=={DEEPBET_VERSION} --no-deps")
     paths = {name: Path(DATA_PATH) / "models" / name for name in WEIGHTS_SHA256}
     for name, path in paths.items():
-        if not path.is_file() or _file_sha256(path) != WEIGHTS_SHA256[name]:
+        if not path.is_file() or file_sha256(path) != WEIGHTS_SHA256[name]:
             raise InputError(path, "deepbet's network file is missing or not the one tested (its "
                                    "SHA-256 differs); reinstall deepbet")
     _EXTRACTOR = BrainExtraction(no_gpu=True, model_path=str(paths["model.pt"]),

@@ -92,12 +92,14 @@ def t1_on_flair_grid(t1: sitk.Image, flair: sitk.Image, config: PreprocessConfig
     Under half of the FLAIR inside the T1 is refused, before and after registration; under
     FULL_OVERLAP warned about, since the uncovered part gets a zero T1 (and so no brain mask,
     and no lesions) there."""
-    if overlap_fraction(t1, flair) < MIN_OVERLAP:
+    overlap = overlap_fraction(t1, flair)
+    if overlap < MIN_OVERLAP:
         raise InputError(t1_name, "T1 and FLAIR do not overlap in world space (less than half of "
                                   "the FLAIR lies inside the T1); check the headers")
     mode = register or ("always" if config.register else "never")
     placement = place_t1(t1, flair, mode)
-    overlap = overlap_fraction(t1, flair, placement.transform)
+    if placement.registered:
+        overlap = overlap_fraction(t1, flair, placement.transform)
     if overlap < MIN_OVERLAP:
         raise InputError(t1_name, "after registration less than half of the FLAIR lies inside the T1; "
                                   "check that both are scans of the same head, or use --register never")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -19,7 +18,7 @@ from pathlib import Path
 from ..cluster import connect
 from ..cohort import Settings, segment_cohort
 from ..cohort_log import Job
-from ..dataset import load_cases
+from ..dataset import Case, load_cases
 from ..errors import InputError
 from .bench import peak_rss_mb
 
@@ -38,8 +37,7 @@ def single_process(args: argparse.Namespace, out: Path) -> tuple[float, float]:
     if done.returncode != 0:
         last = (done.stderr.strip().splitlines() or ["no message"])[-1]
         raise InputError(args.cases, f"the single-process run failed: {last}")
-    scale = 1 if sys.platform == "darwin" else 1024
-    return seconds, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * scale / 2**20
+    return seconds, peak_rss_mb(children=True)
 
 
 def no_op(index: int) -> int:
@@ -47,8 +45,8 @@ def no_op(index: int) -> int:
     return index
 
 
-def on_cluster(args: argparse.Namespace, workers: int, out: Path) -> dict:
-    jobs = [Job(case, out / f"{case.case_id}_wmh_pred.nii.gz") for case in load_cases(args.cases)]
+def on_cluster(args: argparse.Namespace, cases: list[Case], workers: int, out: Path) -> dict:
+    jobs = [Job(case, out / f"{case.case_id}_wmh_pred.nii.gz") for case in cases]
     began = time.perf_counter()
     with connect(f"local:{workers}", args.threads) as (client, slots):
         client.wait_for_workers(workers)
@@ -70,7 +68,8 @@ def on_cluster(args: argparse.Namespace, workers: int, out: Path) -> dict:
 
 def bench_cohort(args: argparse.Namespace) -> None:
     counts = [int(word) for word in args.workers.split(",") if word.strip()]
-    scans = len(load_cases(args.cases))
+    cases = load_cases(args.cases)
+    scans = len(cases)
     with tempfile.TemporaryDirectory() as folder:
         seconds, peak = single_process(args, Path(folder) / "single")
         base = scans / seconds * 60
@@ -79,7 +78,7 @@ def bench_cohort(args: argparse.Namespace) -> None:
         print(f"  single process (wmhda segment --cases): {seconds:.1f} s, {base:.1f} scans/min, "
               f"peak {peak:.0f} MB")
         for workers in counts:
-            figures = on_cluster(args, workers, Path(folder) / f"local{workers}")
+            figures = on_cluster(args, cases, workers, Path(folder) / f"local{workers}")
             rate = scans / figures["seconds"] * 60
             peaks = ", ".join(f"{value:.0f}" for value in figures["peaks"])
             print(f"  local:{workers} ({figures['torch_threads']} torch thread(s) a worker): "

@@ -48,14 +48,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_device_argument(parser)
 
 
-def peak_rss_mb() -> float:
-    """Peak resident memory of this process (NaN where the `resource` module is missing: Windows)."""
+def peak_rss_mb(children: bool = False) -> float:
+    """Peak resident memory of this process, or of its largest finished child process (NaN where
+    the `resource` module is missing: Windows)."""
     try:
         import resource
     except ImportError:
         return float("nan")
     scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss is bytes on macOS, KiB on Linux
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2**20
+    who = resource.RUSAGE_CHILDREN if children else resource.RUSAGE_SELF
+    return resource.getrusage(who).ru_maxrss * scale / 2**20
 
 
 def bench_segment(args: argparse.Namespace) -> None:

@@ -23,6 +23,7 @@ from .runner import (
     RunRows,
     Workspace,
     measure_run,
+    open_tables,
     open_workspace,
     pending_runs,
     prepare_experiment,
@@ -67,9 +68,10 @@ def run_experiment_on_cluster(client, slots: TaskSlots, config: ExperimentConfig
                              key=f"run-{'-'.join(map(str, spec.key))}", pure=False,
                              **submit_options(slots)): spec for spec in pending}
     tracker = ProgressTracker("runs", len(pending), progress)
+    tables = open_tables(out)
     try:
         for index, future in enumerate(as_completed(futures)):
-            record_run(out, future.result())
+            record_run(tables, future.result())
             tracker.update(index + 1, f"{futures[future].describe()} ({grid_size - len(pending) + index + 1}"
                                       f"/{grid_size} runs in the grid)")
     except BaseException:

@@ -161,9 +161,9 @@ def measure_run(space: Workspace, spec: RunSpec, cancel: CancelToken | None) -> 
     return RunRows(spec.key, row, [{**key, **case} for case in case_rows])
 
 
-def record_run(out: Path, rows: RunRows) -> None:
+def record_run(tables: tuple[RunTable, RunTable], rows: RunRows) -> None:
     """Write a run's rows, cases first: a run counts as done once its row is in the results."""
-    results, cases = open_tables(out)
+    results, cases = tables
     cases.replace_run(rows.key, rows.cases)
     results.replace_run(rows.key, [rows.result])
 
@@ -189,8 +189,9 @@ def run_experiment(config: ExperimentConfig, root: str | Path, out: str | Path, 
     space = prepare_experiment(config, Path(root), out, device, progress, cancel)
     pending, grid_size = pending_runs(config, out, len(space.pool))
     tracker = ProgressTracker("runs", len(pending), progress, cancel)
+    tables = open_tables(out)
     for index, spec in enumerate(pending):
-        record_run(out, measure_run(space, spec, cancel))
+        record_run(tables, measure_run(space, spec, cancel))
         done = grid_size - len(pending) + index + 1
         tracker.update(index + 1, f"{spec.describe()} ({done}/{grid_size} runs in the grid)")
     return out / RESULTS_FILE
